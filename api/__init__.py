@@ -1,0 +1,1 @@
+"""The REST + webhook surface of voicebridge (aiohttp)."""

@@ -1,0 +1,91 @@
+"""The `voicebridge` command: serve, and manage API keys."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+
+from api.server import open_redis, serve
+from bridge.settings import Settings, SettingsError, load_settings
+from bridge.store import Store
+
+
+async def _with_store(settings: Settings, action: Callable[[Store], Awaitable[int]]) -> int:
+    async with open_redis(settings) as redis:
+        return await action(Store(redis, settings.redis_prefix))
+
+
+def _keys_create(name: str) -> Callable[[Store], Awaitable[int]]:
+    async def run(store: Store) -> int:
+        record, key = await store.api_keys.create(name)
+        print(f"created {record.key_id} ({record.name}); the key is shown only now:")
+        print(key)
+        return 0
+
+    return run
+
+
+async def _keys_list(store: Store) -> int:
+    for record in await store.api_keys.all():
+        state = f"revoked {record.revoked_at}" if record.revoked_at else "active"
+        print(
+            f"{record.key_id}\tvbk_{record.prefix}_…\t{record.name}\t{record.created_at}\t{state}"
+        )
+    return 0
+
+
+def _keys_revoke(which: str) -> Callable[[Store], Awaitable[int]]:
+    async def run(store: Store) -> int:
+        record = await store.api_keys.revoke(which)
+        if record is None:
+            print(f"no API key {which!r}", file=sys.stderr)
+            return 1
+        print(f"revoked {record.key_id} ({record.name})")
+        return 0
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voicebridge", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the bridge (REST API and webhook delivery)")
+    keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    create = keys.add_parser("create", help="create a key and print it once")
+    create.add_argument("--name", required=True)
+    keys.add_parser("list", help="list keys (never the keys themselves)")
+    revoke = keys.add_parser("revoke", help="revoke a key by id or prefix")
+    revoke.add_argument("key")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"voicebridge: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.command == "serve":
+        asyncio.run(serve(settings))
+        return 0
+    actions: dict[str, Callable[[Store], Awaitable[int]]] = {
+        "list": _keys_list,
+    }
+    if args.keys_command == "create":
+        actions["create"] = _keys_create(args.name)
+    elif args.keys_command == "revoke":
+        actions["revoke"] = _keys_revoke(args.key)
+    return asyncio.run(_with_store(settings, actions[args.keys_command]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""/v1/conversations"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from api.errors import CONFLICT, ApiError
+from api.http import parse_body, parse_query, respond
+from api.schemas.common import ListPage
+from api.schemas.conversations import (
+    ConnectionDetails,
+    ConversationCreate,
+    ConversationCreated,
+    ConversationDetail,
+    ConversationEnd,
+    ConversationListQuery,
+    ConversationSummary,
+)
+from api.state import AppState
+from bridge import clock, lifecycle
+from bridge.models import Conversation, Message
+from bridge.store import ConversationFilter
+
+routes = web.RouteTableDef()
+
+
+def summary(conversation: Conversation) -> ConversationSummary:
+    return ConversationSummary(
+        **conversation.model_dump(include=set(ConversationSummary.model_fields) - {"duration"}),
+        duration=lifecycle.duration_seconds(conversation),
+    )
+
+
+def detail(conversation: Conversation, messages: list[Message]) -> ConversationDetail:
+    return ConversationDetail(
+        **summary(conversation).model_dump(),
+        messages=messages,
+        metrics=conversation.metrics,
+        feedback=conversation.feedback,
+        initial_context=conversation.initial_context,
+        settings=conversation.settings,
+        call=conversation.call,
+    )
+
+
+def websocket_url(base_url: str, conversation_id: str) -> str:
+    scheme, sep, rest = base_url.partition("://")
+    ws_scheme = "wss" if scheme == "https" else "ws"
+    return f"{ws_scheme}{sep}{rest}/v1/ws/{conversation_id}"
+
+
+@routes.post("/v1/conversations")
+async def create_conversation(request: web.Request) -> web.Response:
+    state = AppState.of(request.app)
+    body = await parse_body(request, ConversationCreate)
+    agent = await state.store.agents.get(body.agent_id)
+    if agent.status != "active":
+        raise ApiError(
+            409,
+            "agent_inactive",
+            f"agent {agent.agent_id} is inactive; set its status to active first",
+            error_type=CONFLICT,
+            param="agent_id",
+        )
+    ttl = state.settings.conversation_token_ttl
+    conversation, token = await state.store.conversations.create(
+        agent_id=agent.agent_id,
+        user_id=body.user_id,
+        language=body.language or agent.language,
+        initial_context=body.initial_context,
+        settings=body.settings,
+        token_ttl=ttl,
+        node=state.settings.node_id,
+    )
+    assert token is not None
+    created_ms = clock.parse_iso(conversation.created_at)
+    return respond(
+        ConversationCreated(
+            conversation_id=conversation.conversation_id,
+            status=conversation.status,
+            created_at=conversation.created_at,
+            connection_details=ConnectionDetails(
+                websocket_url=websocket_url(
+                    state.settings.base_url(), conversation.conversation_id
+                ),
+                token=token,
+                expires_at=clock.iso(created_ms + ttl * 1000),
+            ),
+        ),
+        status=201,
+    )
+
+
+@routes.get("/v1/conversations")
+async def list_conversations(request: web.Request) -> web.Response:
+    query = parse_query(request, ConversationListQuery)
+    flt = ConversationFilter(
+        agent_id=query.agent_id,
+        user_id=query.user_id,
+        status=query.status,
+        since_ms=int(query.created_after.timestamp() * 1000) if query.created_after else None,
+        until_ms=int(query.created_before.timestamp() * 1000) if query.created_before else None,
+    )
+    page = await AppState.of(request.app).store.conversations.list(
+        flt, limit=query.limit, cursor=query.cursor
+    )
+    return respond(
+        ListPage[ConversationSummary](
+            data=[summary(c) for c in page.items],
+            has_more=page.has_more,
+            next_cursor=page.next_cursor,
+        )
+    )
+
+
+@routes.get("/v1/conversations/{conversation_id}")
+async def get_conversation(request: web.Request) -> web.Response:
+    store = AppState.of(request.app).store
+    conversation, messages = await store.conversations.get_with_messages(
+        request.match_info["conversation_id"]
+    )
+    return respond(detail(conversation, messages))
+
+
+@routes.post("/v1/conversations/{conversation_id}/end")
+async def end_conversation(request: web.Request) -> web.Response:
+    """Ends an active conversation; repeating it returns the ended conversation unchanged."""
+    store = AppState.of(request.app).store
+    conversation_id = request.match_info["conversation_id"]
+    body = (
+        await parse_body(request, ConversationEnd) if request.can_read_body else ConversationEnd()
+    )
+    await store.conversations.end(conversation_id, reason=body.reason, feedback=body.feedback)
+    conversation, messages = await store.conversations.get_with_messages(conversation_id)
+    return respond(detail(conversation, messages))

@@ -1,0 +1,7 @@
+"""/v1/webhooks"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+routes = web.RouteTableDef()

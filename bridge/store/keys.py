@@ -1,0 +1,99 @@
+"""Every Redis key voicebridge uses. Nothing else in the code builds a key name.
+
+All keys start with the configured prefix, so several deployments (or test runs) can share one
+Redis. Values are JSON documents unless noted.
+
+| key | type | holds |
+|---|---|---|
+| {p}:agent:{id} | string | agent record |
+| {p}:agents | zset | agent ids by created_at ms |
+| {p}:phone | hash | phone number -> agent id (numbers are unique across agents) |
+| {p}:conv:{id} | string | conversation record |
+| {p}:conv:{id}:msgs | list | messages in order |
+| {p}:convs | zset | conversation ids by started_at ms |
+| {p}:convs:agent:{id} / :user:{id} / :status:{s} | zset | the same, per filter |
+| {p}:cvt:{sha256(token)} | string + TTL | conversation id a WebSocket token opens |
+| {p}:webhook:{id} | string | webhook record (with its secret) |
+| {p}:webhooks | zset | webhook ids by created_at ms |
+| {p}:events | stream | every domain event: fields type, id, body (the exact bytes signed) |
+| {p}:dlv:{id} | string | a pending delivery job (event body, webhook, attempt count) |
+| {p}:dlv:due | zset | delivery ids by the ms they are next due (leased jobs are pushed ahead) |
+| {p}:webhook:{id}:log | list | newest-first delivery attempt records, capped |
+| {p}:deadletter | stream | deliveries that used up their retries |
+| {p}:apikey:{prefix} | string | api key record with sha256 of the key |
+| {p}:apikeys | zset | api key prefixes by created_at ms |
+| {p}:call:{id}:cmd | stream | commands for the node that owns a live call |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EVENTS_GROUP = "webhooks"
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str
+
+    def agent(self, agent_id: str) -> str:
+        return f"{self.prefix}:agent:{agent_id}"
+
+    @property
+    def agents(self) -> str:
+        return f"{self.prefix}:agents"
+
+    @property
+    def phone_numbers(self) -> str:
+        return f"{self.prefix}:phone"
+
+    def conversation(self, conversation_id: str) -> str:
+        return f"{self.prefix}:conv:{conversation_id}"
+
+    def messages(self, conversation_id: str) -> str:
+        return f"{self.prefix}:conv:{conversation_id}:msgs"
+
+    @property
+    def conversations(self) -> str:
+        return f"{self.prefix}:convs"
+
+    def conversations_by(self, field: str, value: str) -> str:
+        return f"{self.prefix}:convs:{field}:{value}"
+
+    def conversation_token(self, token_digest: str) -> str:
+        return f"{self.prefix}:cvt:{token_digest}"
+
+    def webhook(self, webhook_id: str) -> str:
+        return f"{self.prefix}:webhook:{webhook_id}"
+
+    @property
+    def webhooks(self) -> str:
+        return f"{self.prefix}:webhooks"
+
+    def webhook_log(self, webhook_id: str) -> str:
+        return f"{self.prefix}:webhook:{webhook_id}:log"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}:events"
+
+    def delivery(self, delivery_id: str) -> str:
+        return f"{self.prefix}:dlv:{delivery_id}"
+
+    @property
+    def deliveries_due(self) -> str:
+        return f"{self.prefix}:dlv:due"
+
+    @property
+    def dead_letter(self) -> str:
+        return f"{self.prefix}:deadletter"
+
+    def api_key(self, key_prefix: str) -> str:
+        return f"{self.prefix}:apikey:{key_prefix}"
+
+    @property
+    def api_keys(self) -> str:
+        return f"{self.prefix}:apikeys"
+
+    def call_commands(self, conversation_id: str) -> str:
+        return f"{self.prefix}:call:{conversation_id}:cmd"
