@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-REQUEST_ID = "request_id"
+REQUEST_ID = web.RequestKey("request_id", str)
 PUBLIC_V1 = ("/v1/openapi.json", "/v1/ws/")
 
 
