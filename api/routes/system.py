@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
@@ -14,6 +16,8 @@ from bridge.events import EVENT_TYPES
 
 routes = web.RouteTableDef()
 
+READY_TIMEOUT = 0.8
+
 
 @routes.get("/healthz")
 async def healthz(_request: web.Request) -> web.Response:
@@ -22,8 +26,11 @@ async def healthz(_request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
+    # Probes time out in about a second; answer before the client's retries would.
     try:
-        await AppState.of(request.app).store.ping()
+        await asyncio.wait_for(AppState.of(request.app).store.ping(), READY_TIMEOUT)
+    except TimeoutError:
+        return web.json_response({"status": "unavailable", "redis": "no answer"}, status=503)
     except (RedisError, OSError) as exc:
         return web.json_response({"status": "unavailable", "redis": str(exc)}, status=503)
     return web.json_response({"status": "ok", "redis": "ok"})

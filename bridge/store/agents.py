@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio.client import Pipeline
 
 from bridge import clock, ids
 from bridge.models import Agent
-from bridge.store.base import Page, Part
+from bridge.store.base import Page, Part, begin_writes
 from bridge.store.errors import Conflict, NotFound
 from bridge.store.pagination import decode_cursor, lex_range
 
@@ -29,7 +29,7 @@ class Agents(Part):
 
         async def body(pipe: Pipeline) -> Agent:
             await self._check_numbers(pipe, agent.phone_numbers, agent.agent_id)
-            pipe.multi()
+            begin_writes(pipe)
             pipe.set(self.keys.agent(agent.agent_id), agent.model_dump_json())
             pipe.zadd(self.keys.agents, {agent.agent_id: 0})
             if agent.phone_numbers:
@@ -47,7 +47,7 @@ class Agents(Part):
         owners = await pipe.hmget(self.keys.phone_numbers, numbers)
         for number, owner in zip(numbers, owners, strict=True):
             if owner is not None and owner != agent_id:
-                raise _number_taken(number, owner)
+                raise _number_taken(number, cast(str, owner))
 
     async def get(self, agent_id: str) -> Agent:
         raw = await self.redis.get(self.keys.agent(agent_id))
@@ -76,7 +76,7 @@ class Agents(Part):
             updated = Agent.model_validate(merged)
             await self._check_numbers(pipe, updated.phone_numbers, agent_id)
             released = set(current.phone_numbers) - set(updated.phone_numbers)
-            pipe.multi()
+            begin_writes(pipe)
             pipe.set(key, updated.model_dump_json())
             if released:
                 pipe.hdel(self.keys.phone_numbers, *released)
@@ -97,7 +97,7 @@ class Agents(Part):
             if raw is None:
                 raise NotFound("agent", agent_id)
             agent = Agent.model_validate_json(raw)
-            pipe.multi()
+            begin_writes(pipe)
             pipe.delete(key)
             pipe.zrem(self.keys.agents, agent_id)
             if agent.phone_numbers:
@@ -111,6 +111,6 @@ class Agents(Part):
         if agent_id is None:
             return None
         try:
-            return await self.get(agent_id)
+            return await self.get(cast(str, agent_id))
         except NotFound:
             return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from typing import cast
 
 from bridge import clock, ids
 from bridge.models import ApiKey
@@ -28,7 +29,7 @@ class ApiKeys(Part):
         return record, key
 
     async def all(self) -> list[ApiKey]:
-        prefixes: list[str] = await self.redis.zrange(self.keys.api_keys, 0, -1)
+        prefixes = cast(list[str], await self.redis.zrange(self.keys.api_keys, 0, -1))
         if not prefixes:
             return []
         raws = await self.redis.mget([self.keys.api_key(p) for p in prefixes])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
@@ -27,6 +27,11 @@ class Page(Generic[T]):
     @property
     def has_more(self) -> bool:
         return self.next_cursor is not None
+
+
+def begin_writes(pipe: Pipeline) -> None:
+    """Switch a watching pipeline from reads to queued writes."""
+    pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves multi() unannotated
 
 
 class Part:
@@ -63,8 +68,11 @@ class Part:
         high = bounds.high
         batch = max(limit + 1, 50)
         while True:
-            members: list[str] = await self.redis.zrange(
-                index, high, bounds.low, desc=True, bylex=True, offset=0, num=batch
+            members = cast(
+                list[str],
+                await self.redis.zrange(
+                    index, high, bounds.low, desc=True, bylex=True, offset=0, num=batch
+                ),
             )
             if not members:
                 return Page(items, None)

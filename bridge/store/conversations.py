@@ -4,7 +4,7 @@ the same MULTI/EXEC as the change itself."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel
 from redis.asyncio.client import Pipeline
@@ -20,7 +20,7 @@ from bridge.models import (
     MessageType,
     Metrics,
 )
-from bridge.store.base import Page, Part
+from bridge.store.base import Page, Part, begin_writes
 from bridge.store.errors import Conflict, NotFound
 from bridge.store.pagination import decode_cursor, lex_range
 
@@ -151,8 +151,8 @@ class Conversations(Part):
         """The conversation a cvt_ token opens, or None when unknown or expired."""
         if not token.startswith("cvt_"):
             return None
-        result: str | None = await self.redis.get(self.keys.conversation_token(ids.digest(token)))
-        return result
+        found = await self.redis.get(self.keys.conversation_token(ids.digest(token)))
+        return cast(str | None, found)
 
     async def append_message(
         self,
@@ -181,7 +181,7 @@ class Conversations(Part):
                     "conversation_not_active",
                     f"conversation {conversation_id} is {conversation.status}",
                 )
-            pipe.multi()
+            begin_writes(pipe)
             pipe.rpush(self.keys.messages(conversation_id), message.model_dump_json())
             self.queue_event(
                 pipe,
@@ -217,7 +217,7 @@ class Conversations(Part):
             if not lifecycle.can_transition(current.status, target):
                 if feedback is not None and current.feedback is None:
                     current = current.model_copy(update={"feedback": feedback})
-                    pipe.multi()
+                    begin_writes(pipe)
                     pipe.set(key, current.model_dump_json())
                 return EndResult(current, changed=False)
             ended = current.model_copy(
@@ -229,7 +229,7 @@ class Conversations(Part):
                     "metrics": metrics or current.metrics,
                 }
             )
-            pipe.multi()
+            begin_writes(pipe)
             pipe.set(key, ended.model_dump_json())
             pipe.zrem(self.keys.conversations_by("status", current.status), conversation_id)
             pipe.zadd(self.keys.conversations_by("status", target), {conversation_id: 0})
@@ -256,7 +256,7 @@ class Conversations(Part):
         async def body(pipe: Pipeline) -> Conversation:
             current = await self._load_for_write(pipe, conversation_id)
             updated = current.model_copy(update={"metrics": metrics})
-            pipe.multi()
+            begin_writes(pipe)
             pipe.set(key, updated.model_dump_json())
             return updated
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+import builtins
+from typing import Any, cast
 
 from redis.asyncio.client import Pipeline
 
 from bridge import clock, ids
 from bridge.models import Webhook
-from bridge.store.base import Page, Part
+from bridge.store.base import Page, Part, begin_writes
 from bridge.store.errors import NotFound
 from bridge.store.pagination import decode_cursor, lex_range
 
@@ -51,8 +52,8 @@ class Webhooks(Part):
         bounds = lex_range(ids.WEBHOOK, after_cursor=after)
         return await self.scan_index(self.keys.webhooks, bounds, limit, self.load_many)
 
-    async def all(self) -> list[Webhook]:
-        webhook_ids: list[str] = await self.redis.zrange(self.keys.webhooks, 0, -1)
+    async def all(self) -> builtins.list[Webhook]:
+        webhook_ids = cast(builtins.list[str], await self.redis.zrange(self.keys.webhooks, 0, -1))
         return [w for w in await self.load_many(webhook_ids) if w is not None]
 
     async def update(self, webhook_id: str, changes: dict[str, Any]) -> Webhook:
@@ -66,7 +67,7 @@ class Webhooks(Part):
             updated = Webhook.model_validate(
                 current.model_dump() | changes | {"updated_at": clock.iso(clock.now_ms())}
             )
-            pipe.multi()
+            begin_writes(pipe)
             pipe.set(key, updated.model_dump_json())
             return updated
 
