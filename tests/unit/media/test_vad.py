@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ from media.frames import Pcm16
 from media.resample import resample
 from media.segmenter import Kind
 from media.vad import SileroModel, Vad
+from tests.unit.media.recordings import load_wav
 
 RECORDINGS = Path("/usr/share/pocketsphinx/test/data")
 UTTERANCES = [
@@ -26,13 +26,6 @@ LEAD_MS, TAIL_MS = 500, 1500
 @pytest.fixture(scope="module")
 def model() -> SileroModel:
     return SileroModel()
-
-
-def _load(path: Path) -> tuple[Pcm16, int]:
-    with wave.open(str(path)) as clip:
-        return np.frombuffer(clip.readframes(clip.getnframes()), "<i2").astype(
-            np.int16
-        ), clip.getframerate()
 
 
 def _events(model: SileroModel, samples: Pcm16, rate: int) -> list[tuple[Kind, int]]:
@@ -54,7 +47,7 @@ def _padded(samples: Pcm16, rate: int) -> Pcm16:
 def test_one_utterance_is_one_segment_at_16k_and_through_8k_ulaw(
     model: SileroModel, path: Path
 ) -> None:
-    samples, rate = _load(path)
+    samples, rate = load_wav(path)
     wide = _padded(resample(samples, rate, 16000), 16000)
     narrow = _padded(g711.ulaw_decode(g711.ulaw_encode(resample(samples, rate, 8000))), 8000)
     clip_end_ms = LEAD_MS + samples.size * 1000 // rate
