@@ -14,9 +14,9 @@ from media.wer import edit_distance, word_error_rate, words
 from tests.unit.media.recordings import librivox, load_wav
 
 
-@pytest.fixture(scope="module")
-def model() -> MoonshineModel:
-    return MoonshineModel()
+@pytest.fixture
+def model(asr_model: MoonshineModel) -> MoonshineModel:
+    return asr_model
 
 
 def _float(samples: np.ndarray) -> np.ndarray:
