@@ -96,7 +96,7 @@ class MoonshineModel:
         return raw.replace(_SPACE, b" ").decode("utf-8", errors="replace").strip()
 
     def transcribe(
-        self, samples: Float32, *, cancelled: Callable[[], bool] = lambda: False
+        self, samples: Float32, cancelled: Callable[[], bool] = lambda: False
     ) -> Transcript:
         """Text of a 16 kHz utterance (float32, −1..1). `cancelled` is polled between tokens so
         a speculative decode that is no longer wanted stops early."""

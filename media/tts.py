@@ -114,4 +114,3 @@ class Speaker:
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return frames
-
