@@ -1,0 +1,1 @@
+"""Dialog engines: what the agent says. One interface, several engines chosen per agent."""

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bridge.dialog.base import Act, DialogContext, ReplyPart, Say
+from bridge.dialog.builtin import BuiltinEngine, best_match, is_done, wants_person
+from bridge.dialog.templates import fields, render
+
+
+def _context(**overrides: Any) -> DialogContext:
+    values: dict[str, Any] = {
+        "agent_name": "Support",
+        "personality": None,
+        "custom_responses": {
+            "greeting": "Hello {customer_name}, thanks for calling Acme.",
+            "farewell": "Goodbye {customer_name}!",
+            "opening_hours": "We are open nine to five, Monday to Friday.",
+        },
+        "intents": [
+            {"name": "billing", "phrases": ["my bill", "invoice", "charged twice"],
+             "response": "I can see your {account_type} account. Billing questions go by email."},
+            {"name": "reset", "phrases": ["reset my password"], "response": "Use the reset link."},
+        ],
+        "initial_context": {"customer_name": "John", "account_type": "premium"},
+    }  # fmt: skip
+    values.update(overrides)
+    return DialogContext(**values)
+
+
+async def _reply(
+    context: DialogContext, text: str = "", *, dtmf: str | None = None, greet: bool = False
+) -> list[ReplyPart]:
+    engine = BuiltinEngine()
+    stream = engine.greet(context) if greet else engine.respond(context, text, dtmf=dtmf)
+    return [part async for part in stream]
+
+
+def test_templates_fill_fields_and_tidy_missing_ones() -> None:
+    assert render("Hi {customer_name}, welcome!", {"customer_name": "Ann"}) == "Hi Ann, welcome!"
+    assert render("Hi {customer_name}, welcome!", {}) == "Hi, welcome!"
+    assert render("Hello {name}.", {}) == "Hello."
+    assert render("{0} {a.b} {x:>9}", {"x": 1}) == "{0} {a.b} {x:>9}"
+    assert fields("{a} and {b_2}") == ["a", "b_2"]
+
+
+async def test_greeting_uses_initial_context() -> None:
+    assert await _reply(_context(), greet=True) == [Say("Hello John, thanks for calling Acme.")]
+    plain = _context(custom_responses={}, initial_context={})
+    assert await _reply(plain, greet=True) == [Say("Hello! How can I help you today?")]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Can I talk to a person?", "I want a human.", "Representative.", "put me through to an agent"],
+)
+async def test_asking_for_a_person_hands_off(text: str) -> None:
+    assert wants_person(text)
+    parts = await _reply(_context(), text)
+    assert isinstance(parts[0], Say) and parts[-1] == Act("handoff", "caller asked for a person")
+
+
+async def test_dtmf_zero_hands_off() -> None:
+    assert (await _reply(_context(), "", dtmf="0"))[-1] == Act(
+        "handoff", "caller asked for a person"
+    )
+
+
+@pytest.mark.parametrize("text", ["Bye.", "No thanks, that's all.", "Okay, goodbye!", "that's it"])
+async def test_done_says_farewell_and_ends(text: str) -> None:
+    assert is_done(text)
+    assert await _reply(_context(), text) == [Say("Goodbye John!"), Act("end", "caller finished")]
+
+
+@pytest.mark.parametrize("text", ["My agent said bye to me", "nothing works", "no, it's broken"])
+def test_not_done(text: str) -> None:
+    assert not is_done(text)
+
+
+async def test_intents_and_named_responses_answer() -> None:
+    context = _context()
+    answer = await _reply(context, "Why was I charged twice this month?")
+    assert answer == [Say("I can see your premium account. Billing questions go by email.")]
+    assert await _reply(context, "What are your opening hours?") == [
+        Say("We are open nine to five, Monday to Friday.")
+    ]
+    assert best_match(context, "how do I reset my password") is not None
+    assert best_match(context, "the weather is nice") is None
+
+
+async def test_personality_shapes_answers() -> None:
+    friendly = _context(personality="friendly and helpful")
+    assert (await _reply(friendly, "opening hours?"))[0] == Say(
+        "Sure! We are open nine to five, Monday to Friday."
+    )
+
+
+async def test_unclear_turn_gets_a_clarification_and_unknown_a_fallback_offering_a_person() -> None:
+    context = _context()
+    assert await _reply(context, "um") == [
+        Say("Sorry, I didn't catch that. Could you say it again?")
+    ]
+    fallback = await _reply(context, "Tell me about quantum physics")
+    assert "person" in fallback[0].text  # type: ignore[union-attr]
+    assert (await _reply(context, "Yes please"))[-1] == Act("handoff", "caller asked for a person")
+    # A plain yes means nothing special when no person was offered.
+    assert Act("handoff", "caller asked for a person") not in await _reply(context, "yes")
