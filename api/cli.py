@@ -8,7 +8,10 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable
 
-from api.server import open_redis, serve
+from redis.exceptions import RedisError
+
+from api.server import StartupError, open_redis, serve
+from bridge.embedded_redis import EmbeddedRedisError
 from bridge.settings import Settings, SettingsError, load_settings
 from bridge.store import Store
 
@@ -74,6 +77,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    try:
+        return _run(args, settings)
+    except (StartupError, EmbeddedRedisError) as exc:
+        print(f"voicebridge: {exc}", file=sys.stderr)
+        return 1
+    except RedisError as exc:
+        where = "VOICEBRIDGE_REDIS_URL" if settings.redis_url else "the embedded Redis"
+        print(f"voicebridge: cannot use Redis ({where}): {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
         asyncio.run(serve(settings))
         return 0

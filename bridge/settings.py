@@ -7,10 +7,13 @@ when present), then the defaults written here. A bad value stops start-up with o
 from __future__ import annotations
 
 import os
+import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
 from pydantic import AnyHttpUrl, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,6 +23,8 @@ from pydantic_settings import (
 
 DEFAULT_CONFIG_FILE = Path("config/voicebridge.toml")
 DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+ENV_PREFIX = "VOICEBRIDGE_"
 
 
 def _config_file() -> Path | None:
@@ -30,7 +35,10 @@ def _config_file() -> Path | None:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="VOICEBRIDGE_", extra="forbid")
+    # An empty variable counts as unset: `VOICEBRIDGE_REDIS_URL=` must not mean "connect to ''".
+    model_config = SettingsConfigDict(
+        env_prefix="VOICEBRIDGE_", extra="forbid", env_ignore_empty=True
+    )
 
     http_host: str = Field("0.0.0.0", description="Address the REST API listens on.")
     http_port: int = Field(8080, ge=1, le=65535, description="Port of the REST API.")
@@ -66,6 +74,13 @@ class Settings(BaseSettings):
         description="Name of this bridge process in a cluster.",
     )
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(REDIS_SCHEMES):
+            raise ValueError(f"must start with one of {', '.join(REDIS_SCHEMES)}")
+        return value
 
     @field_validator("webhook_retry_schedule")
     @classmethod
@@ -107,9 +122,31 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        name = ".".join(str(part) for part in first["loc"]) or "settings"
-        env = f"VOICEBRIDGE_{name.split('.')[0].upper()}"
-        raise SettingsError(f"bad setting {env}: {first['msg']}") from None
+        raise SettingsError(_explain(exc.errors()[0], path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"bad configuration file {path}: {exc}") from None
     except ValueError as exc:
-        raise SettingsError(f"bad configuration: {exc}") from None
+        # pydantic-settings' own error when a list-valued variable is not valid JSON.
+        parsed = re.search(r'error parsing value for field "(\w+)"', str(exc))
+        if parsed is not None:
+            env = ENV_PREFIX + parsed.group(1).upper()
+            raise SettingsError(f"bad setting {env}: not valid JSON (e.g. [5, 300])") from None
+        raise SettingsError(_one_line(f"bad configuration: {exc}")) from None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _explain(error: ErrorDetails, path: Path | None) -> str:
+    """One line naming the variable (and the file when the value came from there)."""
+    name = str(error["loc"][0]) if error["loc"] else "settings"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        # Only the TOML file can carry a name that is not a field: the environment source
+        # reads known names only.
+        known = ", ".join(Settings.model_fields)
+        return _one_line(f"unknown setting {name!r} in {path}; known settings: {known}")
+    env = ENV_PREFIX + name.upper()
+    where = "" if os.environ.get(env) or path is None else f" ({name} in {path})"
+    return _one_line(f"bad setting {env}{where}: {message}")

