@@ -6,7 +6,7 @@ from aiohttp import web
 
 from api import middleware
 from api.metrics import ApiMetrics
-from api.routes import agents, conversations, system, webhooks, ws
+from api.routes import agents, conversations, openapi, system, webhooks, ws
 from api.state import STATE, AppState
 from bridge.settings import Settings
 from bridge.store import Store
@@ -20,6 +20,6 @@ def create_app(
         client_max_size=settings.max_body_bytes,
     )
     app[STATE] = AppState(settings=settings, store=store, metrics=metrics or ApiMetrics())
-    for module in (system, agents, conversations, webhooks, ws):
+    for module in (system, openapi, agents, conversations, webhooks, ws):
         app.router.add_routes(module.routes)
     return app

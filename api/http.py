@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -42,6 +43,22 @@ def validation_error(exc: ValidationError, where: str) -> ApiError:
     )
 
 
+def _no_constant(name: str) -> Any:
+    # Python's json reads NaN and Infinity, which are not JSON and would be stored as null.
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
+def _invalid_json(detail: str) -> ApiError:
+    return ApiError(400, "invalid_json", f"body is not valid JSON: {detail}")
+
+
 async def parse_body(request: web.Request, model: type[M]) -> M:
     if request.content_type != "application/json":
         raise ApiError(
@@ -51,14 +68,21 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
         )
     raw = await request.read()
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
+        data = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise _invalid_json(str(exc) or type(exc).__name__) from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", "body must be a JSON object")
     try:
-        return model.model_validate(data)
+        # Strict: JSON types as the document states them, so 1 is not a boolean, "5" is not a
+        # rating and 1.0 is not a count.
+        return model.model_validate_json(raw, strict=True)
     except ValidationError as exc:
+        # Pydantic's reader refuses what Python's accepts: lone surrogates, which no store or
+        # client can encode, and nesting deeper than 200.
+        for err in exc.errors(include_url=False, include_input=False):
+            if err["type"] == "json_invalid":
+                raise _invalid_json(err["msg"].removeprefix("Invalid JSON: ")) from None
         raise validation_error(exc, "body") from None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from aiohttp import web
 
 from api.errors import CONFLICT, ApiError
@@ -91,6 +93,11 @@ async def create_conversation(request: web.Request) -> web.Response:
     )
 
 
+def _epoch_ms(moment: datetime | None) -> int | None:
+    # Ids encode time as unsigned milliseconds; an instant before 1970 bounds like 1970 does.
+    return None if moment is None else max(int(moment.timestamp() * 1000), 0)
+
+
 @routes.get("/v1/conversations")
 async def list_conversations(request: web.Request) -> web.Response:
     query = parse_query(request, ConversationListQuery)
@@ -98,8 +105,8 @@ async def list_conversations(request: web.Request) -> web.Response:
         agent_id=query.agent_id,
         user_id=query.user_id,
         status=query.status,
-        since_ms=int(query.created_after.timestamp() * 1000) if query.created_after else None,
-        until_ms=int(query.created_before.timestamp() * 1000) if query.created_before else None,
+        since_ms=_epoch_ms(query.created_after),
+        until_ms=_epoch_ms(query.created_before),
     )
     page = await AppState.of(request.app).store.conversations.list(
         flt, limit=query.limit, cursor=query.cursor

@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
 from api.http import respond
-from api.schemas.common import ListPage
+from api.schemas.common import Health, ListPage, Readiness
 from api.schemas.webhooks import EventTypeInfo
 from api.state import AppState
 from bridge.events import EVENT_TYPES
@@ -21,7 +21,7 @@ READY_TIMEOUT = 0.8
 
 @routes.get("/healthz")
 async def healthz(_request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return respond(Health(status="ok"))
 
 
 @routes.get("/readyz")
@@ -30,10 +30,10 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         await asyncio.wait_for(AppState.of(request.app).store.ping(), READY_TIMEOUT)
     except TimeoutError:
-        return web.json_response({"status": "unavailable", "redis": "no answer"}, status=503)
+        return respond(Readiness(status="unavailable", redis="no answer"), 503)
     except (RedisError, OSError) as exc:
-        return web.json_response({"status": "unavailable", "redis": str(exc)}, status=503)
-    return web.json_response({"status": "ok", "redis": "ok"})
+        return respond(Readiness(status="unavailable", redis=str(exc) or type(exc).__name__), 503)
+    return respond(Readiness(status="ok", redis="ok"))
 
 
 @routes.get("/metrics")

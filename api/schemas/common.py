@@ -1,18 +1,57 @@
-"""Shapes every endpoint shares: the error envelope, list pages and list queries."""
+"""Shapes every endpoint shares: the error envelope, list pages, list queries and health."""
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+import re
+from datetime import datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
+from bridge import languages
 from bridge.store.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 T = TypeVar("T")
 
+# RFC 3339 date-time, what OpenAPI's `format: date-time` means. Pydantic alone would also take
+# unix seconds ("1"), dates without a time and times without an offset (read as local time).
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class Output(BaseModel):
+    """A response body: every field is always written, so the document marks them required."""
+
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
+
+def _whole_number(value: object) -> object:
+    # Query values arrive as text; without this, pydantic would also read "1.0", " 1", "+1" and
+    # "1_0" as integers, which the documented `type: integer` does not allow.
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("must be a whole number written in digits")
+    return value
+
+
+def _rfc3339(value: object) -> object:
+    if isinstance(value, str):
+        if not _RFC3339.fullmatch(value):
+            raise ValueError(
+                "must be an RFC 3339 date-time with an offset, e.g. 2024-11-05T14:48:00Z"
+            )
+        if value[17:19] == "60":
+            # A leap second is valid RFC 3339 that datetime cannot hold; it sorts as :59.
+            value = value[:17] + "59" + value[19:]
+    return value
+
+
+QueryInt = Annotated[int, BeforeValidator(_whole_number)]
+QueryDateTime = Annotated[datetime, BeforeValidator(_rfc3339)]
 
 
 class ErrorBody(BaseModel):
@@ -30,7 +69,7 @@ class ErrorEnvelope(BaseModel):
     error: ErrorBody
 
 
-class ListPage(BaseModel, Generic[T]):
+class ListPage(Output, Generic[T]):
     data: list[T]
     has_more: bool
     next_cursor: str | None = Field(
@@ -39,5 +78,46 @@ class ListPage(BaseModel, Generic[T]):
 
 
 class ListQuery(Strict):
-    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
-    cursor: str | None = Field(None, min_length=1, max_length=200)
+    limit: QueryInt = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="Page size.")
+    cursor: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="`next_cursor` of the previous page; other values get a 400 invalid_cursor.",
+    )
+
+
+class Health(Output):
+    status: Literal["ok"]
+
+
+class Readiness(Output):
+    status: Literal["ok", "unavailable"]
+    redis: str = Field(description='"ok", or why the data store is not reachable.')
+
+
+def _case_insensitive(tag: str) -> str:
+    # Tags hold only letters, digits and "-", none of which needs escaping in a pattern.
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in tag)
+
+
+# The validator (languages.canonical) decides; the pattern states the same set for the document:
+# a supported tag in any letter case.
+_LANGUAGE_PATTERN = "^(?:" + "|".join(_case_insensitive(t) for t in languages.SUPPORTED) + ")$"
+
+
+def _language(value: str) -> str:
+    return languages.canonical(value)
+
+
+LanguageTag = Annotated[
+    str,
+    AfterValidator(_language),
+    Field(
+        json_schema_extra={"pattern": _LANGUAGE_PATTERN},
+        description="BCP-47 tag of a supported language, any letter case: "
+        + ", ".join(languages.SUPPORTED)
+        + ".",
+        examples=["en-US"],
+    ),
+]

@@ -57,7 +57,9 @@ def test_time_bounds_select_ids_by_their_time() -> None:
 
 def test_cursor_tightens_the_upper_bound_only() -> None:
     cursor_id = ids.new_id(ids.CONVERSATION, 1500)
-    assert lex_range(ids.CONVERSATION, after_cursor=cursor_id, until_ms=2000).high == "(" + cursor_id
+    assert (
+        lex_range(ids.CONVERSATION, after_cursor=cursor_id, until_ms=2000).high == "(" + cursor_id
+    )
     later = ids.new_id(ids.CONVERSATION, 3000)
     bounded = lex_range(ids.CONVERSATION, after_cursor=later, until_ms=2000)
     assert bounded.high != "(" + later

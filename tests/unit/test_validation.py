@@ -70,7 +70,9 @@ def test_update_distinguishes_absent_from_null() -> None:
 )
 def test_conversation_settings_are_bounded(settings: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
-        ConversationCreate.model_validate({"agent_id": "agt_x", "user_id": "u", "settings": settings})
+        ConversationCreate.model_validate(
+            {"agent_id": "agt_x", "user_id": "u", "settings": settings}
+        )
 
 
 @pytest.mark.parametrize("rating", [0, 6])
