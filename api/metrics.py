@@ -24,7 +24,7 @@ class ApiMetrics:
         )
         self.deliveries = Counter(
             "voicebridge_webhook_deliveries",
-            "Webhook delivery attempts by outcome (succeeded, failed, dead, disabled).",
+            "Webhook delivery attempts by outcome (succeeded, failed, dead, disabled, cancelled).",
             ["outcome"],
             registry=self.registry,
         )

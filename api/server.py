@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from api.app import create_app
+from api.delivery.worker import DeliveryWorker
 from api.metrics import ApiMetrics
 from bridge.embedded_redis import EmbeddedRedis
 from bridge.redis_client import connect
@@ -20,6 +21,14 @@ from bridge.settings import Settings
 from bridge.store import Store
 
 log = logging.getLogger("voicebridge")
+
+# Bounds a shutdown: in-flight HTTP requests get this long to finish, and so do the background
+# loops to wind down after they are cancelled.
+SHUTDOWN_GRACE = 5.0
+
+
+class StartupError(RuntimeError):
+    """The bridge cannot start; the message is one line saying why."""
 
 
 @contextlib.asynccontextmanager
@@ -60,24 +69,52 @@ async def serve(settings: Settings) -> None:
             print(f"bootstrap API key (shown once, keep it): {key}", flush=True)
         metrics = ApiMetrics()
         app = create_app(settings, store, metrics)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE
+        )
         await runner.setup()
         site = web.TCPSite(runner, settings.http_host, settings.http_port, reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            where = f"{settings.http_host}:{settings.http_port}"
+            raise StartupError(
+                f"cannot listen on {where} (VOICEBRIDGE_HTTP_HOST/VOICEBRIDGE_HTTP_PORT): "
+                f"{exc.strerror or exc}"
+            ) from None
         print(f"voicebridge REST API on {settings.base_url()}", flush=True)
         workers = await start_background(settings, store, metrics)
         try:
             await stop.wait()
         finally:
             log.info("shutting down")
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            await cancel_all(workers, SHUTDOWN_GRACE)
             await runner.cleanup()
+
+
+async def cancel_all(tasks: list[asyncio.Task[None]], grace: float) -> None:
+    """Cancel `tasks` and wait up to `grace` seconds for them to end.
+
+    A cancellation can be lost on Python 3.11 (asyncio.wait_for and asyncio.timeout swallow it
+    when the awaited thing completes at the same moment), and a loop that catches and retries
+    then runs on: so cancel again until the tasks end, rather than waiting forever."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    pending = {task for task in tasks if not task.done()}
+    while pending and loop.time() < deadline:
+        for task in pending:
+            task.cancel()
+        _done, pending = await asyncio.wait(pending, timeout=0.1)
+    for task in tasks:
+        if task in pending:
+            log.warning("background task %s did not stop within %.0f s", task.get_name(), grace)
+        elif not task.cancelled() and task.exception() is not None:
+            log.error("background task %s had failed", task.get_name(), exc_info=task.exception())
 
 
 async def start_background(
     settings: Settings, store: Store, metrics: ApiMetrics
 ) -> list[asyncio.Task[None]]:
     """The loops that run beside the HTTP server (the webhook delivery worker)."""
-    return []
+    return DeliveryWorker(settings, store, metrics).start()

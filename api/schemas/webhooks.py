@@ -2,14 +2,60 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from api.schemas.common import ErrorBody, Strict
 from bridge.events import EVENT_TYPES, EventType
 from bridge.models import WebhookStatus
+
+# What the OpenAPI document promises is accepted: an https URL with a DNS-name host, an optional
+# port 1-65535 and printable ASCII after it. The route's url policy (api/delivery/url_policy.py)
+# decides scheme, credentials and loopback http (webhook_allow_insecure, for development).
+URL_PATTERN = (
+    r"^[Hh][Tt][Tt][Pp][Ss]://[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+    r"(?::(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}"
+    r"|[1-9][0-9]{0,3}))?"
+    r"(?:[/?#][!-~]*)?$"
+)
+# A host the policy's urlsplit would take but no receiver can have ("r-p*", "exa_mple", non-ASCII)
+# is refused here; IPv6 literals stay allowed. Ports above 65535 the policy refuses itself.
+_AUTHORITY = re.compile(
+    r"(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(?::[1-9][0-9]{0,4})?"
+)
+
+
+def check_url_shape(url: str) -> str:
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return url  # the url policy says why
+    if not url.isascii():
+        raise ValueError("url must be ASCII; percent-encode other characters")
+    _scheme, sep, rest = url.partition("://")
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    # No "://", no host or credentials (user@host): the url policy refuses those, saying why.
+    if sep and authority and "@" not in authority and not _AUTHORITY.fullmatch(authority):
+        raise ValueError("url host must be a DNS name or an IP address, with an optional port")
+    return url
+
+
+WebhookUrl = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=2000,
+        json_schema_extra={"pattern": URL_PATTERN},
+        description="https:// URL the events are POSTed to.",
+        examples=["https://example.com/hooks/voice"],
+    ),
+    AfterValidator(check_url_shape),
+]
+EventList = Annotated[
+    list[EventType],
+    Field(min_length=1, max_length=len(EVENT_TYPES), json_schema_extra={"uniqueItems": True}),
+]
 
 
 def check_events(value: list[str]) -> list[str]:
@@ -19,8 +65,8 @@ def check_events(value: list[str]) -> list[str]:
 
 
 class WebhookCreate(Strict):
-    url: str = Field(min_length=1, max_length=2000, examples=["https://example.com/hooks/voice"])
-    events: list[EventType] = Field(min_length=1, max_length=len(EVENT_TYPES))
+    url: WebhookUrl
+    events: EventList
     secret: str | None = Field(
         None, min_length=16, max_length=200, description="Generated (whsec_…) when not given."
     )
@@ -30,14 +76,11 @@ class WebhookCreate(Strict):
 
 
 class WebhookUpdate(Strict):
-    url: Annotated[str, Field(min_length=1, max_length=2000)] | SkipJsonSchema[None] = None
-    events: (
-        Annotated[list[EventType], Field(min_length=1, max_length=len(EVENT_TYPES))]
-        | SkipJsonSchema[None]
-    ) = None
+    url: WebhookUrl | SkipJsonSchema[None] = None
+    events: EventList | SkipJsonSchema[None] = None
     description: str | None = Field(None, max_length=500)
     status: WebhookStatus | SkipJsonSchema[None] = Field(
-        None, description="Set active again after a 410 or dead-letter disabled it."
+        None, description="Set active again after a 410 Gone from the receiver disabled it."
     )
     rotate_secret: bool = Field(False, description="Generate a new secret; shown once.")
 

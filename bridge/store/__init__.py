@@ -8,6 +8,7 @@ from bridge.store.agents import Agents
 from bridge.store.api_keys import ApiKeys
 from bridge.store.base import Page
 from bridge.store.conversations import ConversationFilter, Conversations, EndResult
+from bridge.store.deliveries import Deliveries
 from bridge.store.errors import Conflict, InvalidCursor, NotFound, StoreError
 from bridge.store.keys import Keys
 from bridge.store.webhooks import Webhooks
@@ -33,6 +34,7 @@ class Store:
         self.conversations = Conversations(redis, self.keys)
         self.webhooks = Webhooks(redis, self.keys)
         self.api_keys = ApiKeys(redis, self.keys)
+        self.deliveries = Deliveries(redis, self.keys)
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())

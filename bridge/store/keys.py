@@ -16,9 +16,10 @@ Redis. Values are JSON documents unless noted.
 | {p}:webhook:{id} | string | webhook record (with its secret) |
 | {p}:webhooks | zset | webhook ids by created_at ms |
 | {p}:events | stream | every domain event: fields type, id, body (the exact bytes signed) |
-| {p}:dlv:{id} | string | a pending delivery job (event body, webhook, attempt count) |
+| {p}:dlv:{id} | hash | a pending delivery job (event body, webhook, attempt count, lease) |
 | {p}:dlv:due | zset | delivery ids by the ms they are next due (leased jobs are pushed ahead) |
-| {p}:webhook:{id}:log | list | newest-first delivery attempt records, capped |
+| {p}:webhook:{id}:dlv | set | ids of the webhook's pending delivery jobs, to cancel them |
+| {p}:webhook:{id}:log | stream | delivery attempt records (field record), capped |
 | {p}:deadletter | stream | deliveries that used up their retries |
 | {p}:apikey:{prefix} | string | api key record with sha256 of the key |
 | {p}:apikeys | zset | api key prefixes by created_at ms |
@@ -79,6 +80,14 @@ class Keys:
 
     def delivery(self, delivery_id: str) -> str:
         return f"{self.prefix}:dlv:{delivery_id}"
+
+    @property
+    def delivery_prefix(self) -> str:
+        """What `delivery` puts before the id, for Lua scripts that find jobs by id."""
+        return self.delivery("")
+
+    def webhook_deliveries(self, webhook_id: str) -> str:
+        return f"{self.prefix}:webhook:{webhook_id}:dlv"
 
     @property
     def deliveries_due(self) -> str:
