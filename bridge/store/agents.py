@@ -8,7 +8,7 @@ from redis.asyncio.client import Pipeline
 
 from bridge import clock, ids
 from bridge.models import Agent
-from bridge.store.base import Page, Part, begin_writes
+from bridge.store.base import Page, Part, begin_writes, parse_records, read_record
 from bridge.store.errors import Conflict, NotFound
 from bridge.store.pagination import decode_cursor, lex_range
 
@@ -50,14 +50,11 @@ class Agents(Part):
                 raise _number_taken(number, cast(str, owner))
 
     async def get(self, agent_id: str) -> Agent:
-        raw = await self.redis.get(self.keys.agent(agent_id))
-        if raw is None:
-            raise NotFound("agent", agent_id)
-        return Agent.model_validate_json(raw)
+        return await read_record(self.redis, self.keys.agent(agent_id), Agent, "agent", agent_id)
 
     async def load_many(self, agent_ids: list[str]) -> list[Agent | None]:
         raws = await self.redis.mget([self.keys.agent(a) for a in agent_ids])
-        return [None if raw is None else Agent.model_validate_json(raw) for raw in raws]
+        return parse_records(raws, Agent)
 
     async def list(self, *, limit: int, cursor: str | None = None) -> Page[Agent]:
         after = decode_cursor(cursor, ids.AGENT) if cursor else None
@@ -68,10 +65,7 @@ class Agents(Part):
         key = self.keys.agent(agent_id)
 
         async def body(pipe: Pipeline) -> Agent:
-            raw = await pipe.get(key)
-            if raw is None:
-                raise NotFound("agent", agent_id)
-            current = Agent.model_validate_json(raw)
+            current = await read_record(pipe, key, Agent, "agent", agent_id)
             merged = current.model_dump() | changes | {"updated_at": clock.iso(clock.now_ms())}
             updated = Agent.model_validate(merged)
             await self._check_numbers(pipe, updated.phone_numbers, agent_id)
@@ -93,10 +87,7 @@ class Agents(Part):
         key = self.keys.agent(agent_id)
 
         async def body(pipe: Pipeline) -> None:
-            raw = await pipe.get(key)
-            if raw is None:
-                raise NotFound("agent", agent_id)
-            agent = Agent.model_validate_json(raw)
+            agent = await read_record(pipe, key, Agent, "agent", agent_id)
             begin_writes(pipe)
             pipe.delete(key)
             pipe.zrem(self.keys.agents, agent_id)

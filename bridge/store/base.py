@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 import redis.asyncio as aioredis
+from pydantic import BaseModel
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
+from bridge.store.errors import NotFound
 from bridge.store.keys import Keys
 from bridge.store.pagination import LexRange, encode_cursor
 
 T = TypeVar("T")
 R = TypeVar("R")
+M = TypeVar("M", bound=BaseModel)
 
 MAX_TX_ATTEMPTS = 50
 
@@ -27,6 +30,22 @@ class Page(Generic[T]):
     @property
     def has_more(self) -> bool:
         return self.next_cursor is not None
+
+
+async def read_record(
+    reader: aioredis.Redis | Pipeline, key: str, model: type[M], kind: str, record_id: str
+) -> M:
+    """The record stored at `key`, or NotFound naming it. `reader` may be a watching pipeline,
+    whose reads run at once."""
+    raw = await reader.get(key)
+    if raw is None:
+        raise NotFound(kind, record_id)
+    return model.model_validate_json(raw)
+
+
+def parse_records(raws: list[Any], model: type[M]) -> list[M | None]:
+    """Records from an MGET, None where a key was missing."""
+    return [None if raw is None else model.model_validate_json(raw) for raw in raws]
 
 
 def begin_writes(pipe: Pipeline) -> None:

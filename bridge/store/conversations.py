@@ -20,7 +20,7 @@ from bridge.models import (
     MessageType,
     Metrics,
 )
-from bridge.store.base import Page, Part, begin_writes
+from bridge.store.base import Page, Part, begin_writes, parse_records, read_record
 from bridge.store.errors import Conflict, NotFound
 from bridge.store.pagination import decode_cursor, lex_range
 
@@ -111,10 +111,8 @@ class Conversations(Part):
         ]
 
     async def get(self, conversation_id: str) -> Conversation:
-        raw = await self.redis.get(self.keys.conversation(conversation_id))
-        if raw is None:
-            raise NotFound("conversation", conversation_id)
-        return Conversation.model_validate_json(raw)
+        key = self.keys.conversation(conversation_id)
+        return await read_record(self.redis, key, Conversation, "conversation", conversation_id)
 
     async def get_with_messages(self, conversation_id: str) -> tuple[Conversation, list[Message]]:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -128,7 +126,7 @@ class Conversations(Part):
 
     async def load_many(self, conversation_ids: list[str]) -> list[Conversation | None]:
         raws = await self.redis.mget([self.keys.conversation(c) for c in conversation_ids])
-        return [None if raw is None else Conversation.model_validate_json(raw) for raw in raws]
+        return parse_records(raws, Conversation)
 
     async def list(
         self, flt: ConversationFilter, *, limit: int, cursor: str | None = None
@@ -193,10 +191,8 @@ class Conversations(Part):
         return await self.transact([key], body)
 
     async def _load_for_write(self, pipe: Pipeline, conversation_id: str) -> Conversation:
-        raw = await pipe.get(self.keys.conversation(conversation_id))
-        if raw is None:
-            raise NotFound("conversation", conversation_id)
-        return Conversation.model_validate_json(raw)
+        key = self.keys.conversation(conversation_id)
+        return await read_record(pipe, key, Conversation, "conversation", conversation_id)
 
     async def end(
         self,

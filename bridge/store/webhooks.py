@@ -9,7 +9,7 @@ from redis.asyncio.client import Pipeline
 
 from bridge import clock, ids
 from bridge.models import Webhook
-from bridge.store.base import Page, Part, begin_writes
+from bridge.store.base import Page, Part, begin_writes, parse_records, read_record
 from bridge.store.errors import NotFound
 from bridge.store.pagination import decode_cursor, lex_range
 
@@ -36,16 +36,14 @@ class Webhooks(Part):
         return webhook
 
     async def get(self, webhook_id: str) -> Webhook:
-        raw = await self.redis.get(self.keys.webhook(webhook_id))
-        if raw is None:
-            raise NotFound("webhook", webhook_id)
-        return Webhook.model_validate_json(raw)
+        key = self.keys.webhook(webhook_id)
+        return await read_record(self.redis, key, Webhook, "webhook", webhook_id)
 
     async def load_many(self, webhook_ids: list[str]) -> list[Webhook | None]:
         if not webhook_ids:
             return []
         raws = await self.redis.mget([self.keys.webhook(w) for w in webhook_ids])
-        return [None if raw is None else Webhook.model_validate_json(raw) for raw in raws]
+        return parse_records(raws, Webhook)
 
     async def list(self, *, limit: int, cursor: str | None = None) -> Page[Webhook]:
         after = decode_cursor(cursor, ids.WEBHOOK) if cursor else None
@@ -60,10 +58,7 @@ class Webhooks(Part):
         key = self.keys.webhook(webhook_id)
 
         async def body(pipe: Pipeline) -> Webhook:
-            raw = await pipe.get(key)
-            if raw is None:
-                raise NotFound("webhook", webhook_id)
-            current = Webhook.model_validate_json(raw)
+            current = await read_record(pipe, key, Webhook, "webhook", webhook_id)
             updated = Webhook.model_validate(
                 current.model_dump() | changes | {"updated_at": clock.iso(clock.now_ms())}
             )
