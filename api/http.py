@@ -10,6 +10,8 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from api.errors import ApiError
+from api.schemas.common import ListPage
+from bridge.store import Page
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -107,3 +109,8 @@ def respond(model: BaseModel, status: int = 200) -> web.Response:
 
 def respond_json(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status)
+
+
+def respond_page(items: list[Any], page: Page[Any]) -> web.Response:
+    """A list response: `items` are the page's records as the API shows them."""
+    return respond(ListPage[Any](data=items, has_more=page.has_more, next_cursor=page.next_cursor))

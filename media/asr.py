@@ -9,7 +9,6 @@ is meant for a worker thread (onnxruntime releases the GIL while it computes).
 from __future__ import annotations
 
 import importlib.util
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -89,7 +88,6 @@ class MoonshineModel:
         )
         self._past = [i.name for i in self.decoder.get_inputs() if i.name.startswith("past_")]
         self._present = [o.name for o in self.decoder.get_outputs()][1:]
-        self._lock = threading.Lock()
 
     def decode_tokens(self, ids: list[int]) -> str:
         raw = b"".join(self.tokens[i] for i in ids if i > END and i < len(self.tokens))

@@ -52,10 +52,12 @@ class RecognizerConfig:
 
 
 class _Decode:
-    def __init__(self, future: asyncio.Future[Transcript], audio_frames: int) -> None:
+    def __init__(
+        self, future: asyncio.Future[Transcript], audio_frames: int, cancel_flag: threading.Event
+    ) -> None:
         self.future = future
         self.audio_frames = audio_frames
-        self.cancel_flag = threading.Event()
+        self.cancel_flag = cancel_flag
 
     def cancel(self) -> None:
         self.cancel_flag.set()
@@ -125,14 +127,13 @@ class Recognizer:
 
     def _decode(self, frames: list[Pcm16], *, urgent: bool) -> _Decode:
         audio = self._audio(frames)
-        holder: list[_Decode] = []
+        cancel_flag = threading.Event()
 
         def work() -> Transcript:
-            return self._transcribe(audio, holder[0].cancel_flag.is_set)
+            return self._transcribe(audio, cancel_flag.is_set)
 
-        decode = _Decode(self._pool.submit(self.session, work, urgent=urgent), len(frames))
-        holder.append(decode)
-        return decode
+        future = self._pool.submit(self.session, work, urgent=urgent)
+        return _Decode(future, len(frames), cancel_flag)
 
     def _start_partial(self) -> None:
         if self._partial is not None and not self._partial.future.done():

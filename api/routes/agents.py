@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api.http import parse_body, parse_query, respond
+from api.http import parse_body, parse_query, respond, respond_page
 from api.schemas.agents import AgentCreate, AgentUpdate
-from api.schemas.common import ListPage, ListQuery
+from api.schemas.common import ListQuery
 from api.state import AppState
-from bridge.models import Agent
 
 routes = web.RouteTableDef()
 
@@ -24,9 +23,7 @@ async def create_agent(request: web.Request) -> web.Response:
 async def list_agents(request: web.Request) -> web.Response:
     query = parse_query(request, ListQuery)
     page = await AppState.of(request.app).store.agents.list(limit=query.limit, cursor=query.cursor)
-    return respond(
-        ListPage[Agent](data=page.items, has_more=page.has_more, next_cursor=page.next_cursor)
-    )
+    return respond_page(page.items, page)
 
 
 @routes.get("/v1/agents/{agent_id}")

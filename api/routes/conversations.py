@@ -7,8 +7,7 @@ from datetime import datetime
 from aiohttp import web
 
 from api.errors import CONFLICT, ApiError
-from api.http import parse_body, parse_query, respond
-from api.schemas.common import ListPage
+from api.http import parse_body, parse_query, respond, respond_page
 from api.schemas.conversations import (
     ConnectionDetails,
     ConversationCreate,
@@ -111,13 +110,7 @@ async def list_conversations(request: web.Request) -> web.Response:
     page = await AppState.of(request.app).store.conversations.list(
         flt, limit=query.limit, cursor=query.cursor
     )
-    return respond(
-        ListPage[ConversationSummary](
-            data=[summary(c) for c in page.items],
-            has_more=page.has_more,
-            next_cursor=page.next_cursor,
-        )
-    )
+    return respond_page([summary(c) for c in page.items], page)
 
 
 @routes.get("/v1/conversations/{conversation_id}")

@@ -11,8 +11,8 @@ from api.delivery import attempt
 from api.delivery.records import attempt_record
 from api.delivery.url_policy import UrlRejected, check_webhook_url
 from api.errors import ApiError
-from api.http import parse_body, parse_query, respond
-from api.schemas.common import ListPage, ListQuery
+from api.http import parse_body, parse_query, respond, respond_page
+from api.schemas.common import ListQuery
 from api.schemas.webhooks import (
     DeliveryAttempt,
     WebhookCreate,
@@ -61,13 +61,7 @@ async def list_webhooks(request: web.Request) -> web.Response:
     page = await AppState.of(request.app).store.webhooks.list(
         limit=query.limit, cursor=query.cursor
     )
-    return respond(
-        ListPage[WebhookOut](
-            data=[public(w) for w in page.items],
-            has_more=page.has_more,
-            next_cursor=page.next_cursor,
-        )
-    )
+    return respond_page([public(w) for w in page.items], page)
 
 
 @routes.get("/v1/webhooks/{webhook_id}")
@@ -111,13 +105,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
     page = await store.deliveries.attempts(
         webhook.webhook_id, limit=query.limit, cursor=query.cursor
     )
-    return respond(
-        ListPage[DeliveryAttempt](
-            data=[DeliveryAttempt.model_validate_json(record) for record in page.items],
-            has_more=page.has_more,
-            next_cursor=page.next_cursor,
-        )
-    )
+    return respond_page([DeliveryAttempt.model_validate_json(r) for r in page.items], page)
 
 
 @routes.post("/v1/webhooks/{webhook_id}/test")
