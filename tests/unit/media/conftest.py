@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from media.asr import MoonshineModel
+from media.festival import slt
 from media.tts import Speaker, joe
 
 
@@ -16,3 +19,10 @@ def asr_model() -> MoonshineModel:
 @pytest.fixture(scope="session")
 def male_speaker() -> Speaker:
     return Speaker(joe())
+
+
+@pytest.fixture(scope="session")
+def female_speaker() -> Iterator[Speaker]:
+    voice = slt()
+    yield Speaker(voice)
+    voice.close()
