@@ -42,6 +42,8 @@ class Final:
     wait_ms: float
     """From the confirmed end of speech to the transcript being ready (0 when speculation won)."""
     speculative: bool
+    compute_ms: float = 0.0
+    """Model time of the decode that produced it."""
 
 
 @dataclass(frozen=True)
@@ -187,7 +189,10 @@ class Recognizer:
         if result.cancelled:
             return
         wait_ms = max(0.0, (time.perf_counter() - ended_at) * 1000)
-        self._on_final(Final(result.text, decode.audio_frames * FRAME_MS, wait_ms, used))
+        compute_ms = result.encode_ms + result.decode_ms
+        self._on_final(
+            Final(result.text, decode.audio_frames * FRAME_MS, wait_ms, used, compute_ms)
+        )
 
     def reset(self) -> None:
         """Drop the utterance in progress (the session is ending or the line went away)."""

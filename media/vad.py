@@ -103,6 +103,8 @@ class Vad:
         self._since_gate = self._hold_frames + 1
         self.segmenter = Segmenter(config)
         self.silero_runs = 0
+        self.probability = 0.0
+        """Speech probability of the last frame pushed (barge-in wants it as well)."""
 
     def push(self, frame: Pcm16) -> list[SegmentEvent]:
         if frame.size != self.frame_samples:
@@ -119,4 +121,5 @@ class Vad:
             if self._silero.last_probability:
                 self._silero.reset()
             probability = 0.0
+        self.probability = probability
         return self.segmenter.push(probability)
