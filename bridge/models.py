@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SerializationInfo,
+    WithJsonSchema,
+)
 
 AgentStatus = Literal["active", "inactive"]
 VoiceType = Literal["male", "female"]
@@ -62,6 +72,126 @@ class Record(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
 
 
+# Names of custom responses and intents. Validators use fullmatch: a trailing "$" in Python's re
+# also matches before a final newline.
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+MAX_RESPONSE_CHARS = 2000
+_NAME = re.compile(NAME_PATTERN.strip("^$"))
+MODEL_PATTERN = r"^[!-~]{1,200}$"
+_MODEL = re.compile(MODEL_PATTERN.strip("^$"))
+
+# Serialization context under which secrets are written in full: only the store uses it.
+WITH_SECRETS: dict[str, Any] = {"with_secrets": True}
+SECRET_SHOWN_FROM = 16
+"""A secret this long or longer shows its last 4 characters in responses; a shorter one none."""
+
+
+def _intent_name(value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise ValueError("intent name must match [a-z][a-z0-9_]*, at most 64 characters")
+    return value
+
+
+def _model_name(value: str) -> str:
+    if not _MODEL.fullmatch(value):
+        raise ValueError("model must be printable ASCII without spaces")
+    return value
+
+
+def masked(secret: str) -> str:
+    """How responses show a secret: enough to tell which one is set, not enough to use it."""
+    return "…" + secret[-4:] if len(secret) >= SECRET_SHOWN_FROM else "…"
+
+
+def _secret_out(value: str, info: SerializationInfo) -> str:
+    if isinstance(info.context, dict) and info.context.get("with_secrets"):
+        return value
+    return masked(value)
+
+
+# Serialized masked unless the context asks for secrets, so no response, log or event can leak
+# one by accident.
+Secret = Annotated[
+    str,
+    PlainSerializer(_secret_out),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": "^…",
+            "maxLength": 5,
+            "description": "Masked: … then the last 4 characters of a secret of 16 or more.",
+        },
+        mode="serialization",
+    ),
+]
+Seconds = Annotated[float, Field(ge=0.5, le=60)]
+
+
+class Intent(Record):
+    name: Annotated[
+        str, Field(json_schema_extra={"pattern": NAME_PATTERN}), AfterValidator(_intent_name)
+    ] = Field(description="A label for the intent, [a-z][a-z0-9_]*.")
+    phrases: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        min_length=1,
+        max_length=50,
+        description="What callers say to ask for it; a turn that contains a phrase, or most of "
+        "its words, matches.",
+    )
+    response: str = Field(
+        min_length=1,
+        max_length=MAX_RESPONSE_CHARS,
+        description='The answer, a template over initial_context: "Hi {customer_name}".',
+    )
+
+
+class BuiltinEngineConfig(Record):
+    """The built-in engine: greeting, intents, custom responses, farewell and handoff."""
+
+    type: Literal["builtin"]
+
+
+class OpenAIEngineConfig(Record):
+    """A chat-completions model behind an OpenAI-compatible API, streamed."""
+
+    type: Literal["openai"]
+    base_url: str = Field(
+        description="The API's base URL; replies come from POST {base_url}/chat/completions.",
+        examples=["https://api.openai.com/v1"],
+    )
+    model: Annotated[
+        str, Field(json_schema_extra={"pattern": MODEL_PATTERN}), AfterValidator(_model_name)
+    ] = Field(description="The model's name as the API knows it.", examples=["gpt-4o-mini"])
+    api_key: Secret | None = Field(None, description="Sent as Authorization: Bearer <api_key>.")
+    temperature: float = Field(0.4, ge=0, le=2)
+    max_tokens: Annotated[int, Field(ge=1, le=4096), BeforeValidator(_integral)] = 300
+    timeout: Seconds = Field(
+        8.0,
+        description="Seconds the model may take to start its reply, and the longest pause "
+        "inside it; then the caller hears the error line.",
+    )
+    instructions: str | None = Field(
+        None, max_length=10_000, description="Added to the system prompt: what the agent does."
+    )
+
+
+class WebhookEngineConfig(Record):
+    """Your own service answers each turn: voicebridge POSTs the turn, you return the reply."""
+
+    type: Literal["webhook"]
+    url: str = Field(examples=["https://example.com/voice/turn"])
+    secret: Secret | None = Field(
+        None, description="Signs each request: X-Signature, as on event webhooks."
+    )
+    timeout: Seconds = Field(
+        5.0, description="Seconds to answer; then the caller hears the error line."
+    )
+
+
+DialogEngineConfig = Annotated[
+    BuiltinEngineConfig | OpenAIEngineConfig | WebhookEngineConfig, Field(discriminator="type")
+]
+
+
 class Agent(Record):
     agent_id: AgentId
     name: str
@@ -72,8 +202,17 @@ class Agent(Record):
     custom_responses: dict[str, str] = Field(default_factory=dict)
     phone_numbers: list[str] = Field(default_factory=list)
     handoff_target: str | None = None
+    intents: list[Intent] = Field(default_factory=list)
+    dialog_engine: DialogEngineConfig = Field(
+        default_factory=lambda: BuiltinEngineConfig(type="builtin"),
+        description="api_key and secret are shown masked.",
+    )
     created_at: Timestamp
     updated_at: Timestamp
+
+    def stored_json(self) -> str:
+        """The record as the store keeps it: secrets in full."""
+        return self.model_dump_json(context=WITH_SECRETS)
 
 
 class ConversationSettings(Record):

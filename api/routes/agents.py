@@ -4,18 +4,33 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from api.delivery.url_policy import UrlRejected, check_webhook_url
+from api.errors import ApiError
 from api.http import parse_body, parse_query, respond, respond_page
-from api.schemas.agents import AgentCreate, AgentUpdate
+from api.schemas.agents import AgentCreate, AgentUpdate, WebhookEngineInput
 from api.schemas.common import ListQuery
 from api.state import AppState
+from bridge.settings import Settings
 
 routes = web.RouteTableDef()
 
 
+def check_engine_url(body: AgentCreate | AgentUpdate, settings: Settings) -> None:
+    """A webhook engine's URL follows the rule of event webhooks (api/delivery/url_policy.py)."""
+    if not isinstance(body.dialog_engine, WebhookEngineInput):
+        return
+    try:
+        check_webhook_url(body.dialog_engine.url, allow_insecure=settings.webhook_allow_insecure)
+    except UrlRejected as exc:
+        raise ApiError(422, "validation_error", exc.message, param="dialog_engine.url") from None
+
+
 @routes.post("/v1/agents")
 async def create_agent(request: web.Request) -> web.Response:
+    state = AppState.of(request.app)
     body = await parse_body(request, AgentCreate)
-    agent = await AppState.of(request.app).store.agents.create(body.model_dump())
+    check_engine_url(body, state.settings)
+    agent = await state.store.agents.create(body.model_dump())
     return respond(agent, status=201)
 
 
@@ -34,10 +49,11 @@ async def get_agent(request: web.Request) -> web.Response:
 
 @routes.patch("/v1/agents/{agent_id}")
 async def update_agent(request: web.Request) -> web.Response:
+    state = AppState.of(request.app)
     body = await parse_body(request, AgentUpdate)
+    check_engine_url(body, state.settings)
     changes = body.model_dump(include=body.model_fields_set)
-    agent_id = request.match_info["agent_id"]
-    agent = await AppState.of(request.app).store.agents.update(agent_id, changes)
+    agent = await state.store.agents.update(request.match_info["agent_id"], changes)
     return respond(agent)
 
 

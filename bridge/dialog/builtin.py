@@ -16,7 +16,7 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from bridge.dialog.base import Act, DialogContext, ReplyPart, Say
+from bridge.dialog.base import Act, ActionKind, DialogContext, ReplyPart, Say
 from bridge.dialog.templates import render
 
 DEFAULTS = {
@@ -25,7 +25,12 @@ DEFAULTS = {
     "handoff": "Let me transfer you to a colleague. One moment, please.",
     "fallback": "I'm sorry, I can't help with that. Would you like to talk to a person?",
     "clarification": "Sorry, I didn't catch that. Could you say it again?",
+    "error": "Sorry, I'm having a little trouble. Could you say that again?",
 }
+"""The named lines, each replaced by the custom response of the same name. `error` is what
+bridge/dialog/guarded.py says when another engine fails; this one cannot."""
+ACTION_LINES: dict[ActionKind, str] = {"end": "farewell", "handoff": "handoff"}
+"""The line said before an action when an engine acts without a word of its own."""
 HANDOFF_DIGIT = "0"
 
 _WORD = re.compile(r"[a-z0-9']+")
@@ -118,10 +123,7 @@ def best_match(context: DialogContext, text: str) -> Match | None:
     said = " ".join(words(text))
     said_content = _content(said.split())
     best: Match | None = None
-    candidates: list[tuple[list[str], str]] = [
-        ([str(p) for p in intent.get("phrases", [])], str(intent.get("response", "")))
-        for intent in context.intents
-    ]
+    candidates = [(intent.phrases, intent.response) for intent in context.intents]
     candidates += [
         ([name.replace("_", " ")], response)
         for name, response in context.custom_responses.items()
@@ -152,15 +154,17 @@ def shape(line: str, personality: str | None) -> str:
     return line
 
 
+def line(context: DialogContext, name: str) -> str:
+    """One of the named lines of DEFAULTS, as this agent says it in this conversation."""
+    template = context.custom_responses.get(name) or DEFAULTS[name]
+    return render(template, context.initial_context)
+
+
 class BuiltinEngine:
     """Stateless: what it remembers between turns lives in the DialogContext."""
 
-    def _line(self, context: DialogContext, name: str) -> str:
-        template = context.custom_responses.get(name) or DEFAULTS[name]
-        return render(template, context.initial_context)
-
     async def greet(self, context: DialogContext) -> AsyncIterator[ReplyPart]:
-        yield Say(self._line(context, "greeting"))
+        yield Say(line(context, "greeting"))
 
     async def respond(
         self, context: DialogContext, user_text: str, *, dtmf: str | None = None
@@ -171,11 +175,11 @@ class BuiltinEngine:
             or wants_person(user_text)
             or (offered_person and _YES.match(" ".join(words(user_text))))
         ):
-            yield Say(self._line(context, "handoff"))
+            yield Say(line(context, "handoff"))
             yield Act("handoff", "caller asked for a person")
             return
         if is_done(user_text):
-            yield Say(self._line(context, "farewell"))
+            yield Say(line(context, "farewell"))
             yield Act("end", "caller finished")
             return
         match = best_match(context, user_text)
@@ -183,7 +187,7 @@ class BuiltinEngine:
             yield Say(shape(render(match.response, context.initial_context), context.personality))
             return
         if len(_content(words(user_text))) == 0:
-            yield Say(self._line(context, "clarification"))
+            yield Say(line(context, "clarification"))
             return
         context.offered_person = True
-        yield Say(self._line(context, "fallback"))
+        yield Say(line(context, "fallback"))

@@ -7,10 +7,27 @@ from typing import Any, cast
 from redis.asyncio.client import Pipeline
 
 from bridge import clock, ids
-from bridge.models import Agent
+from bridge.models import WITH_SECRETS, Agent, DialogEngineConfig
 from bridge.store.base import Page, Part, begin_writes, parse_records, read_record
 from bridge.store.errors import Conflict, NotFound
 from bridge.store.pagination import decode_cursor, lex_range
+
+# Per engine type: its secret and the endpoint the secret is sent to.
+_SECRETS = {"openai": ("api_key", "base_url"), "webhook": ("secret", "url")}
+
+
+def keep_secret(current: DialogEngineConfig, new: dict[str, Any]) -> dict[str, Any]:
+    """Responses show secrets masked, so a client that changes an engine's other settings sends
+    it without its secret: the stored one stays, unless the endpoint changed (the secret is
+    never sent to a new endpoint it was not given for). An explicit null removes it."""
+    names = _SECRETS.get(new.get("type", ""))
+    if names is None or names[0] in new:
+        return new
+    secret, endpoint = names
+    old = current.model_dump(context=WITH_SECRETS)
+    if old["type"] != new["type"] or old[endpoint] != new.get(endpoint):
+        return new
+    return new | {secret: old[secret]}
 
 
 def _number_taken(number: str, owner: str) -> Conflict:
@@ -30,7 +47,7 @@ class Agents(Part):
         async def body(pipe: Pipeline) -> Agent:
             await self._check_numbers(pipe, agent.phone_numbers, agent.agent_id)
             begin_writes(pipe)
-            pipe.set(self.keys.agent(agent.agent_id), agent.model_dump_json())
+            pipe.set(self.keys.agent(agent.agent_id), agent.stored_json())
             pipe.zadd(self.keys.agents, {agent.agent_id: 0})
             if agent.phone_numbers:
                 pipe.hset(
@@ -66,12 +83,20 @@ class Agents(Part):
 
         async def body(pipe: Pipeline) -> Agent:
             current = await read_record(pipe, key, Agent, "agent", agent_id)
-            merged = current.model_dump() | changes | {"updated_at": clock.iso(clock.now_ms())}
+            merged = (
+                current.model_dump(context=WITH_SECRETS)
+                | changes
+                | {"updated_at": clock.iso(clock.now_ms())}
+            )
+            if "dialog_engine" in changes:
+                merged["dialog_engine"] = keep_secret(
+                    current.dialog_engine, changes["dialog_engine"]
+                )
             updated = Agent.model_validate(merged)
             await self._check_numbers(pipe, updated.phone_numbers, agent_id)
             released = set(current.phone_numbers) - set(updated.phone_numbers)
             begin_writes(pipe)
-            pipe.set(key, updated.model_dump_json())
+            pipe.set(key, updated.stored_json())
             if released:
                 pipe.hdel(self.keys.phone_numbers, *released)
             if updated.phone_numbers:

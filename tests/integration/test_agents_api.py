@@ -1,10 +1,18 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
-from aiohttp.test_utils import TestClient
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
+from api.app import create_app
+from api.metrics import ApiMetrics
 from bridge import ids
+from bridge.models import OpenAIEngineConfig
+from bridge.settings import Settings
+from bridge.store import Store
 
 Client = TestClient[Any, Any]
 
@@ -144,3 +152,166 @@ async def test_inactive_agent_takes_no_new_conversations(
     )
     assert response.status == 409
     assert (await response.json())["error"]["code"] == "agent_inactive"
+
+
+# -- intents and dialog engines ------------------------------------------------------------------
+
+OPENAI = {
+    "type": "openai",
+    "base_url": "https://llm.example.com/v1",
+    "model": "gpt-4o-mini",
+    "api_key": "sk-proj-0123456789abcdefWXYZ",
+    "instructions": "You sell shoes.",
+}
+WEBHOOK = {"type": "webhook", "url": "https://bot.example.com/turn", "secret": "s" * 20 + "9876"}
+INTENT = {"name": "opening_hours", "phrases": ["opening hours", "when are you open"],
+          "response": "We are open nine to five, {customer_name}."}  # fmt: skip
+
+
+async def _patch(client: Client, auth: dict[str, str], agent_id: str, **fields: Any) -> Any:
+    return await client.patch(f"/v1/agents/{agent_id}", json=fields, headers=auth)
+
+
+async def test_intents_and_an_openai_engine_round_trip_with_the_key_masked(
+    app_client: Client, auth: dict[str, str], store: Store
+) -> None:
+    agent = await _create(app_client, auth, intents=[INTENT], dialog_engine=OPENAI)
+    assert agent["intents"] == [INTENT]
+    assert agent["dialog_engine"] == OPENAI | {
+        "api_key": "…WXYZ",
+        "temperature": 0.4,
+        "max_tokens": 300,
+        "timeout": 8.0,
+    }
+    assert "sk-proj" not in json.dumps(agent)
+    response = await app_client.get(f"/v1/agents/{agent['agent_id']}", headers=auth)
+    assert await response.json() == agent
+    listed = await (await app_client.get("/v1/agents", headers=auth)).json()
+    assert "sk-proj" not in json.dumps(listed)
+    stored = await store.agents.get(agent["agent_id"])
+    assert isinstance(stored.dialog_engine, OpenAIEngineConfig)
+    assert stored.dialog_engine.api_key == OPENAI["api_key"]
+
+
+async def test_the_default_engine_is_builtin(app_client: Client, auth: dict[str, str]) -> None:
+    agent = await _create(app_client, auth)
+    assert (agent["dialog_engine"], agent["intents"]) == ({"type": "builtin"}, [])
+
+
+async def test_a_webhook_engine_secret_is_masked_and_short_keys_show_nothing(
+    app_client: Client, auth: dict[str, str]
+) -> None:
+    agent = await _create(app_client, auth, dialog_engine=WEBHOOK)
+    assert agent["dialog_engine"] == WEBHOOK | {"secret": "…9876", "timeout": 5.0}
+    short = await _create(app_client, auth, dialog_engine=OPENAI | {"api_key": "sk-local"})
+    assert short["dialog_engine"]["api_key"] == "…"
+    keyless = await _create(app_client, auth, dialog_engine=OPENAI | {"api_key": None})
+    assert keyless["dialog_engine"]["api_key"] is None
+
+
+async def test_patch_keeps_a_secret_left_out_only_for_the_same_endpoint(
+    app_client: Client, auth: dict[str, str], store: Store
+) -> None:
+    agent_id = (await _create(app_client, auth, dialog_engine=OPENAI))["agent_id"]
+    without_key = {k: v for k, v in OPENAI.items() if k != "api_key"}
+
+    async def stored_key() -> str | None:
+        engine = (await store.agents.get(agent_id)).dialog_engine
+        assert isinstance(engine, OpenAIEngineConfig)
+        return engine.api_key
+
+    response = await _patch(app_client, auth, agent_id, dialog_engine=without_key | {"timeout": 3})
+    assert response.status == 200
+    body = await response.json()
+    assert (body["dialog_engine"]["timeout"], body["dialog_engine"]["api_key"]) == (3.0, "…WXYZ")
+    assert await stored_key() == OPENAI["api_key"]
+    # Sending back the masked form a response showed is refused, naming the field.
+    response = await _patch(app_client, auth, agent_id, dialog_engine=OPENAI | {"api_key": "…WXYZ"})
+    assert response.status == 422
+    error = (await response.json())["error"]
+    assert error["param"] == "dialog_engine.openai.api_key" and "masked" in error["message"]
+    # A new endpoint never gets the old key.
+    moved = without_key | {"base_url": "https://other.example.com/v1"}
+    assert (await _patch(app_client, auth, agent_id, dialog_engine=moved)).status == 200
+    assert await stored_key() is None
+    await _patch(app_client, auth, agent_id, dialog_engine=moved | {"api_key": "sk-new-key"})
+    assert await stored_key() == "sk-new-key"
+    await _patch(app_client, auth, agent_id, dialog_engine=moved | {"api_key": None})
+    assert await stored_key() is None
+    # Other fields leave the engine alone; switching type drops it whole.
+    await _patch(app_client, auth, agent_id, dialog_engine=moved | {"api_key": "sk-new-key"})
+    await _patch(app_client, auth, agent_id, name="Renamed", intents=[INTENT])
+    assert await stored_key() == "sk-new-key"
+    response = await _patch(app_client, auth, agent_id, dialog_engine={"type": "builtin"})
+    assert (await response.json())["dialog_engine"] == {"type": "builtin"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"intents": [INTENT | {"name": "Opening Hours"}]}, "intents.0.name"),
+        ({"intents": [INTENT | {"phrases": []}]}, "intents.0.phrases"),
+        ({"intents": [INTENT | {"phrases": ["x" * 201]}]}, "intents.0.phrases.0"),
+        ({"intents": [INTENT | {"response": ""}]}, "intents.0.response"),
+        ({"intents": [INTENT] * 101}, "intents"),
+        ({"dialog_engine": {"type": "gpt"}}, "dialog_engine"),
+        ({"dialog_engine": OPENAI | {"temperature": 2.5}}, "dialog_engine.openai.temperature"),
+        ({"dialog_engine": OPENAI | {"max_tokens": 5000}}, "dialog_engine.openai.max_tokens"),
+        ({"dialog_engine": OPENAI | {"timeout": 0.1}}, "dialog_engine.openai.timeout"),
+        ({"dialog_engine": OPENAI | {"base_url": "ftp://x/v1"}}, "dialog_engine.openai.base_url"),
+        ({"dialog_engine": OPENAI | {"base_url": "https://x/v1?k=1"}},
+         "dialog_engine.openai.base_url"),
+        ({"dialog_engine": OPENAI | {"model": "gpt 4"}}, "dialog_engine.openai.model"),
+        ({"dialog_engine": OPENAI | {"api_key": "key with spaces"}},
+         "dialog_engine.openai.api_key"),
+        ({"dialog_engine": WEBHOOK | {"secret": "short"}}, "dialog_engine.webhook.secret"),
+        ({"dialog_engine": WEBHOOK | {"url": "ftp://bot.example.com"}}, "dialog_engine.url"),
+        ({"dialog_engine": WEBHOOK | {"url": "http://bot.example.com/turn"}}, "dialog_engine.url"),
+        ({"dialog_engine": WEBHOOK | {"extra": 1}}, "dialog_engine.webhook.extra"),
+    ],
+)  # fmt: skip
+async def test_bad_intents_and_engines_are_422_naming_the_field(
+    app_client: Client, auth: dict[str, str], fields: dict[str, Any], param: str
+) -> None:
+    response = await app_client.post("/v1/agents", json={"name": "x", **fields}, headers=auth)
+    assert response.status == 422, await response.text()
+    error = (await response.json())["error"]
+    assert (error["code"], error["param"]) == ("validation_error", param)
+    agent = await _create(app_client, auth)
+    response = await _patch(app_client, auth, agent["agent_id"], **fields)
+    assert response.status == 422
+    assert (await response.json())["error"]["param"] == param
+
+
+async def test_patch_refuses_null_intents_and_engine(
+    app_client: Client, auth: dict[str, str]
+) -> None:
+    agent = await _create(app_client, auth)
+    for field in ("intents", "dialog_engine"):
+        response = await _patch(app_client, auth, agent["agent_id"], **{field: None})
+        assert response.status == 422
+        assert (await response.json())["error"]["param"] == field
+
+
+async def test_a_webhook_engine_over_http_needs_loopback_and_the_insecure_setting(
+    app_client: Client,
+    auth: dict[str, str],
+    store: Store,
+    redis_url: str,
+    prefix: str,
+    tmp_path: Path,
+) -> None:
+    loopback = WEBHOOK | {"url": "http://127.0.0.1:9000/turn"}
+    # The fixture's settings allow it (webhook_allow_insecure), as for event webhooks ...
+    await _create(app_client, auth, dialog_engine=loopback)
+    # ... and without the setting it is refused.
+    strict = Settings(redis_url=redis_url, redis_prefix=prefix, data_dir=tmp_path)
+    async with TestClient(TestServer(create_app(strict, store, ApiMetrics()))) as client:
+        response = await client.post(
+            "/v1/agents", json={"name": "x", "dialog_engine": loopback}, headers=auth
+        )
+        assert response.status == 422
+        error = (await response.json())["error"]
+        assert error["param"] == "dialog_engine.url"
+        assert "webhook_allow_insecure" in error["message"]
+        await _create(client, auth, dialog_engine=WEBHOOK)

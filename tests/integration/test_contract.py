@@ -50,10 +50,14 @@ ID_BODY = "[0-9a-hjkmnp-tv-z]{26}"
 DOCUMENT = build_document()
 
 
+def _validator(schema_name: str) -> jsonschema_rs.Validator:
+    root = {"$ref": f"#/components/schemas/{schema_name}", "components": DOCUMENT["components"]}
+    return jsonschema_rs.Draft202012Validator(root, validate_formats=True)
+
+
 def conforms(body: Any, schema_name: str) -> None:
     """`body` matches the schema the OpenAPI document publishes under `schema_name`."""
-    root = {"$ref": f"#/components/schemas/{schema_name}", "components": DOCUMENT["components"]}
-    jsonschema_rs.Draft202012Validator(root, validate_formats=True).validate(body)
+    _validator(schema_name).validate(body)
 
 
 def is_id(value: Any, prefix: str) -> bool:
@@ -148,6 +152,32 @@ async def test_the_published_webhook_example(app_client: Client, auth: dict[str,
     assert body["url"] == WEBHOOK_EXAMPLE["url"]
     assert body["events"] == WEBHOOK_EXAMPLE["events"]
     assert is_utc(body["created_at"])
+
+
+@pytest.mark.parametrize(
+    "engine",
+    [
+        {"type": "openai", "base_url": "https://llm.example.com/v1", "model": "m",
+         "api_key": "sk-0123456789abcdef0123"},
+        {"type": "openai", "base_url": "http://10.0.0.5:8000/v1", "model": "m", "api_key": "sk"},
+        {"type": "webhook", "url": "https://bot.example.com/turn", "secret": "s" * 32},
+        {"type": "webhook", "url": "https://bot.example.com/turn"},
+    ],
+)  # fmt: skip
+async def test_agents_with_engines_match_the_documented_shape(
+    app_client: Client, auth: dict[str, str], engine: dict[str, Any]
+) -> None:
+    body = {**AGENT_EXAMPLE, "dialog_engine": engine, "intents": [
+        {"name": "hours", "phrases": ["opening hours"], "response": "Nine to five."}]}  # fmt: skip
+    _validator("AgentCreate").validate(body)
+    response = await app_client.post("/v1/agents", json=body, headers=auth)
+    assert response.status == 201, await response.text()
+    agent = await response.json()
+    conforms(agent, "Agent")
+    for secret in ("api_key", "secret"):
+        if engine.get(secret):
+            assert agent["dialog_engine"][secret] != engine[secret]
+            assert agent["dialog_engine"][secret].startswith("…")
 
 
 async def _error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
@@ -262,6 +292,9 @@ async def test_invalid_requests_get_a_4xx_never_a_500(
         ("POST", "/v1/agents", {"name": "x", "handoff_target": "sip:a b"}),
         ("PATCH", f"/v1/agents/{agent['agent_id']}", {"name": None}),
         ("PATCH", f"/v1/agents/{agent['agent_id']}", {"status": "deleted"}),
+        ("PATCH", f"/v1/agents/{agent['agent_id']}", {"dialog_engine": {"type": "openai"}}),
+        ("POST", "/v1/agents", {"name": "x", "dialog_engine": []}),
+        ("POST", "/v1/agents", {"name": "x", "intents": [{"name": "a", "phrases": "hi"}]}),
         ("POST", "/v1/conversations", {"agent_id": agent["agent_id"]}),
         (
             "POST",

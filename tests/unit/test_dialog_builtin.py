@@ -7,6 +7,7 @@ import pytest
 from bridge.dialog.base import Act, DialogContext, ReplyPart, Say
 from bridge.dialog.builtin import BuiltinEngine, best_match, is_done, wants_person
 from bridge.dialog.templates import fields, render
+from bridge.models import Agent, Intent
 
 
 def _context(**overrides: Any) -> DialogContext:
@@ -19,9 +20,12 @@ def _context(**overrides: Any) -> DialogContext:
             "opening_hours": "We are open nine to five, Monday to Friday.",
         },
         "intents": [
-            {"name": "billing", "phrases": ["my bill", "invoice", "charged twice"],
-             "response": "I can see your {account_type} account. Billing questions go by email."},
-            {"name": "reset", "phrases": ["reset my password"], "response": "Use the reset link."},
+            Intent(
+                name="billing",
+                phrases=["my bill", "invoice", "charged twice"],
+                response="I can see your {account_type} account. Billing questions go by email.",
+            ),
+            Intent(name="reset", phrases=["reset my password"], response="Use the reset link."),
         ],
         "initial_context": {"customer_name": "John", "account_type": "premium"},
     }  # fmt: skip
@@ -106,3 +110,26 @@ async def test_unclear_turn_gets_a_clarification_and_unknown_a_fallback_offering
     assert (await _reply(context, "Yes please"))[-1] == Act("handoff", "caller asked for a person")
     # A plain yes means nothing special when no person was offered.
     assert Act("handoff", "caller asked for a person") not in await _reply(context, "yes")
+
+
+async def test_named_lines_are_not_matched_as_intents() -> None:
+    # "error" is what guarded engines say when they fail, not an answer to the word "error".
+    context = _context(
+        custom_responses={"error": "Oops, one moment.", "refunds": "Refunds: 5 days."}
+    )
+    assert await _reply(context, "I got an error about refunds") == [Say("Refunds: 5 days.")]
+    assert best_match(context, "there was an error") is None
+
+
+async def test_intents_come_from_the_agent_record() -> None:
+    agent_intents = Agent.model_validate(
+        {
+            "agent_id": "agt_01jd4y3k8m2q9w7e5r1t6y0z3h",
+            "name": "Support",
+            "intents": [{"name": "hours", "phrases": ["open"], "response": "From nine."}],
+            "created_at": "2024-11-05T14:48:00.000Z",
+            "updated_at": "2024-11-05T14:48:00.000Z",
+        }
+    ).intents
+    context = _context(intents=agent_intents)
+    assert await _reply(context, "When are you open?") == [Say("From nine.")]

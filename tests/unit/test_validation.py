@@ -8,6 +8,7 @@ from pydantic import ValidationError
 from api.schemas.agents import AgentCreate, AgentUpdate
 from api.schemas.conversations import ConversationCreate, ConversationEnd
 from bridge import languages
+from bridge.models import WITH_SECRETS, OpenAIEngineConfig, masked
 
 
 def test_language_tags_are_canonicalised() -> None:
@@ -83,3 +84,65 @@ def test_feedback_rating_is_one_to_five(rating: int) -> None:
 
 def test_end_defaults_to_api_end() -> None:
     assert ConversationEnd().reason == "api_end"
+
+
+OPENAI = {"type": "openai", "base_url": "https://api.openai.com/v1", "model": "gpt-4o-mini"}
+INTENT = {"name": "hours", "phrases": ["opening hours"], "response": "Nine to five."}
+
+
+def test_engine_and_intent_defaults() -> None:
+    agent = AgentCreate(name="Support")
+    assert agent.model_dump()["dialog_engine"] == {"type": "builtin"}
+    assert agent.intents == []
+    engine = AgentCreate.model_validate({"name": "x", "dialog_engine": OPENAI}).dialog_engine
+    assert isinstance(engine, OpenAIEngineConfig)
+    assert (engine.temperature, engine.max_tokens, engine.timeout) == (0.4, 300, 8.0)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"intents": [INTENT | {"name": "9hours"}]},
+        {"intents": [INTENT | {"name": "hours\n"}]},
+        {"intents": [INTENT | {"phrases": ["x"] * 51}]},
+        {"intents": [INTENT | {"response": "x" * 2001}]},
+        {"intents": [INTENT | {"extra": 1}]},
+        {"dialog_engine": OPENAI | {"base_url": "https://user:pw@api.example.com/v1"}},
+        {"dialog_engine": OPENAI | {"base_url": "https://api.example.com/v1#x"}},
+        {"dialog_engine": OPENAI | {"base_url": "https://api.example.com/v1\n"}},
+        {"dialog_engine": OPENAI | {"api_key": "sk-ключ"}},
+        {"dialog_engine": OPENAI | {"max_tokens": 0}},
+        {"dialog_engine": OPENAI | {"temperature": -0.1}},
+        {"dialog_engine": OPENAI | {"timeout": 61}},
+        {"dialog_engine": {"type": "webhook", "url": "https://a.example.com", "timeout": 0}},
+        {"dialog_engine": {"type": "webhook"}},
+        {"dialog_engine": {"base_url": "https://api.openai.com/v1"}},
+    ],
+)
+def test_bad_engines_and_intents_are_refused(fields: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        AgentCreate.model_validate({"name": "x", **fields}, strict=True)
+
+
+def test_a_whole_number_written_as_a_float_is_a_count() -> None:
+    # JSON Schema counts 300.0 as an integer, so the API must too.
+    body = '{"name": "x", "dialog_engine": {"type": "openai", "base_url": "http://h", '
+    body += '"model": "m", "max_tokens": 300.0, "temperature": 1}}'
+    engine = AgentCreate.model_validate_json(body, strict=True).dialog_engine
+    assert isinstance(engine, OpenAIEngineConfig)
+    assert (engine.max_tokens, engine.temperature) == (300, 1.0)
+
+
+def test_an_engine_secret_left_out_is_left_out_of_the_dump() -> None:
+    # So the store can tell "keep the stored secret" (absent) from "remove it" (null).
+    sent = AgentUpdate.model_validate({"dialog_engine": OPENAI})
+    assert "api_key" not in sent.model_dump()["dialog_engine"]
+    cleared = AgentUpdate.model_validate({"dialog_engine": OPENAI | {"api_key": None}})
+    assert cleared.model_dump()["dialog_engine"]["api_key"] is None
+
+
+def test_records_show_secrets_masked_unless_stored() -> None:
+    engine = OpenAIEngineConfig.model_validate(OPENAI | {"api_key": "sk-0123456789abcdefWXYZ"})
+    assert engine.model_dump()["api_key"] == "…WXYZ"
+    assert engine.model_dump(context=WITH_SECRETS)["api_key"] == "sk-0123456789abcdefWXYZ"
+    assert masked("short") == "…"
