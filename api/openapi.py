@@ -167,6 +167,18 @@ OPERATIONS: tuple[Operation, ...] = (
         description="Ends an active conversation; repeating it returns the ended conversation "
         "unchanged. The body is optional.",
     ),
+    Operation(
+        "GET", "/v1/conversations/{conversation_id}/recording", "getConversationRecording",
+        "conversations", "Download a conversation's recording", 200,
+        {"type": "string", "format": "binary"}, media_type="audio/wav", errors=(409,),
+        description="A stereo 16-bit PCM WAV, caller on the left channel and agent on the right, "
+        'sent as an attachment named after the conversation ("conv_….wav"). Range requests are '
+        "answered with 206 Partial Content. 404 `conversation_not_found` for an unknown "
+        "conversation, `recording_disabled` when it was started without "
+        "settings.recording_enabled, `recording_expired` when the retention period deleted it, "
+        "`recording_not_found` when no audio was recorded; 409 `recording_in_progress` while "
+        "the conversation is active or its recording is still being written.",
+    ),
     # webhooks
     Operation(
         "POST", "/v1/webhooks", "createWebhook", "webhooks", "Subscribe a webhook", 201,
@@ -236,7 +248,7 @@ ERRORS: dict[int, tuple[str, str]] = {
     401: ("Unauthorized", "No API key, or not a valid one."),
     404: ("NotFound", "No such resource."),
     409: ("Conflict", "The request conflicts with the resource's state (e.g. a phone number "
-          "routed to another agent, an inactive agent)."),
+          "routed to another agent, an inactive agent, a recording still being written)."),
     413: ("PayloadTooLarge", "The body is larger than the configured limit."),
     415: ("UnsupportedMediaType", "The body is not sent as application/json."),
     422: ("ValidationFailed", "A field is missing or invalid; `param` names it and `details` "

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 from aiohttp import web
 
-from api.errors import CONFLICT, ApiError
+from api.errors import CONFLICT, NOT_FOUND, ApiError
 from api.http import parse_body, parse_query, respond, respond_page
 from api.schemas.conversations import (
     ConnectionDetails,
@@ -18,7 +19,7 @@ from api.schemas.conversations import (
     ConversationSummary,
 )
 from api.state import AppState
-from bridge import clock, lifecycle
+from bridge import clock, lifecycle, recordings
 from bridge.models import Conversation, Message
 from bridge.store import ConversationFilter
 
@@ -133,3 +134,60 @@ async def end_conversation(request: web.Request) -> web.Response:
     await store.conversations.end(conversation_id, reason=body.reason, feedback=body.feedback)
     conversation, messages = await store.conversations.get_with_messages(conversation_id)
     return respond(detail(conversation, messages))
+
+
+def _recording_expired(conversation: Conversation, retention_days: int) -> bool:
+    # The sweep goes by the file's last write, which is no earlier than the end: a conversation
+    # that ended longer ago than the retention has had its recording deleted.
+    if not retention_days or conversation.ended_at is None:
+        return False
+    age_ms = clock.now_ms() - clock.parse_iso(conversation.ended_at)
+    return age_ms > retention_days * recordings.DAY * 1000
+
+
+@routes.get("/v1/conversations/{conversation_id}/recording")
+async def get_recording(request: web.Request) -> web.StreamResponse:
+    """The finished recording as a WAV download; aiohttp answers Range requests with 206."""
+    state = AppState.of(request.app)
+    conversation = await state.store.conversations.get(request.match_info["conversation_id"])
+    cid = conversation.conversation_id
+    if not conversation.settings.recording_enabled:
+        raise ApiError(
+            404,
+            "recording_disabled",
+            f"conversation {cid} was not recorded: it was started without "
+            "settings.recording_enabled",
+            error_type=NOT_FOUND,
+        )
+    data_dir = state.settings.data_dir
+    found = await asyncio.to_thread(recordings.state, data_dir, cid)
+    if conversation.status == "active" or found == "partial":
+        raise ApiError(
+            409,
+            "recording_in_progress",
+            f"the recording of conversation {cid} is still being written; "
+            "fetch it once the conversation has ended",
+            error_type=CONFLICT,
+        )
+    if found == "absent":
+        if _recording_expired(conversation, state.settings.recording_retention_days):
+            raise ApiError(
+                404,
+                "recording_expired",
+                f"the recording of conversation {cid} was deleted after "
+                f"{state.settings.recording_retention_days} days of retention",
+                error_type=NOT_FOUND,
+            )
+        raise ApiError(
+            404,
+            "recording_not_found",
+            f"conversation {cid} has no recording: no audio was recorded, or it was removed",
+            error_type=NOT_FOUND,
+        )
+    return web.FileResponse(
+        recordings.finished_path(data_dir, cid),
+        headers={
+            "Content-Type": "audio/wav",
+            "Content-Disposition": f'attachment; filename="{cid}.wav"',
+        },
+    )
