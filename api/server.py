@@ -15,10 +15,13 @@ from aiohttp import web
 from api.app import create_app
 from api.delivery.worker import DeliveryWorker
 from api.metrics import ApiMetrics
+from api.state import AppState
+from bridge import recordings
 from bridge.embedded_redis import EmbeddedRedis
 from bridge.redis_client import connect
 from bridge.settings import Settings
 from bridge.store import Store
+from bridge.voice_runtime import VoiceRuntime
 
 log = logging.getLogger("voicebridge")
 
@@ -85,12 +88,24 @@ async def serve(settings: Settings) -> None:
             ) from None
         print(f"voicebridge REST API on {settings.base_url()}", flush=True)
         workers = await start_background(settings, store, metrics)
+        if settings.preload_models:
+            workers.append(loop.create_task(preload(AppState.of(app).voice.runtime)))
         try:
             await stop.wait()
         finally:
             log.info("shutting down")
             await cancel_all(workers, SHUTDOWN_GRACE)
             await runner.cleanup()
+
+
+async def preload(runtime: VoiceRuntime) -> None:
+    """Load the speech models now, so the first caller does not wait for them."""
+    try:
+        await runtime.ready()
+    except Exception:
+        log.exception("loading the speech models failed; conversations cannot start")
+        return
+    print("speech models loaded", flush=True)
 
 
 async def cancel_all(tasks: list[asyncio.Task[None]], grace: float) -> None:
@@ -116,5 +131,6 @@ async def cancel_all(tasks: list[asyncio.Task[None]], grace: float) -> None:
 async def start_background(
     settings: Settings, store: Store, metrics: ApiMetrics
 ) -> list[asyncio.Task[None]]:
-    """The loops that run beside the HTTP server (the webhook delivery worker)."""
-    return DeliveryWorker(settings, store, metrics).start()
+    """The loops that run beside the HTTP server: the webhook delivery worker and the recording
+    retention sweep."""
+    return [*DeliveryWorker(settings, store, metrics).start(), *recordings.start_sweeper(settings)]

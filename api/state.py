@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from api.metrics import ApiMetrics
+from api.voice import VoiceService
 from bridge.settings import Settings
 from bridge.store import Store
 
@@ -16,6 +17,7 @@ class AppState:
     settings: Settings
     store: Store
     metrics: ApiMetrics
+    voice: VoiceService
 
     @staticmethod
     def of(app: web.Application) -> AppState:

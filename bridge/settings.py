@@ -69,11 +69,24 @@ class Settings(BaseSettings):
         description="Delay before each retry, seconds; its length is the number of retries.",
     )
     webhook_concurrency: int = Field(32, ge=1, le=1024, description="Deliveries in flight.")
+    recording_retention_days: int = Field(
+        30, ge=0, description="Days a finished recording is kept; 0 keeps recordings forever."
+    )
     node_id: str = Field(
         default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}",
         description="Name of this bridge process in a cluster.",
     )
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    ws_reconnect_grace: float = Field(
+        20.0,
+        ge=0,
+        le=600,
+        description="Seconds a conversation whose WebSocket dropped waits for the client to "
+        "reconnect before it ends with reason disconnected.",
+    )
+    preload_models: bool = Field(
+        True, description="Load the speech models at start rather than on the first call."
+    )
 
     @field_validator("redis_url")
     @classmethod

@@ -11,6 +11,7 @@ from bridge.store.conversations import ConversationFilter, Conversations, EndRes
 from bridge.store.deliveries import Deliveries
 from bridge.store.errors import Conflict, InvalidCursor, NotFound, StoreError
 from bridge.store.keys import Keys
+from bridge.store.nodes import Nodes
 from bridge.store.webhooks import Webhooks
 
 __all__ = [
@@ -35,6 +36,7 @@ class Store:
         self.webhooks = Webhooks(redis, self.keys)
         self.api_keys = ApiKeys(redis, self.keys)
         self.deliveries = Deliveries(redis, self.keys)
+        self.nodes = Nodes(redis, self.keys)
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())

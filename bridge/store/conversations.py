@@ -9,7 +9,7 @@ from typing import Any, cast
 from pydantic import BaseModel
 from redis.asyncio.client import Pipeline
 
-from bridge import clock, events, ids, lifecycle
+from bridge import clock, conversation_metrics, events, ids, lifecycle
 from bridge.models import (
     Channel,
     Conversation,
@@ -23,6 +23,8 @@ from bridge.models import (
 from bridge.store.base import Page, Part, begin_writes, parse_records, read_record
 from bridge.store.errors import Conflict, NotFound
 from bridge.store.pagination import decode_cursor, lex_range
+
+NODE_COMMANDS_KEPT = 1000
 
 
 @dataclass(frozen=True)
@@ -216,17 +218,28 @@ class Conversations(Part):
                     begin_writes(pipe)
                     pipe.set(key, current.model_dump_json())
                 return EndResult(current, changed=False)
+            final_metrics = metrics or await self._final_metrics(
+                pipe, current, target, reason, feedback
+            )
             ended = current.model_copy(
                 update={
                     "status": target,
                     "ended_at": clock.iso(clock.now_ms()),
                     "end_reason": reason,
                     "feedback": feedback or current.feedback,
-                    "metrics": metrics or current.metrics,
+                    "metrics": final_metrics,
                 }
             )
             begin_writes(pipe)
             pipe.set(key, ended.model_dump_json())
+            if current.node is not None:
+                # The process holding the conversation's session hears of the end from here.
+                pipe.xadd(
+                    self.keys.node_commands(current.node),
+                    {"command": "end", "conversation_id": conversation_id},
+                    maxlen=NODE_COMMANDS_KEPT,
+                    approximate=True,
+                )
             pipe.zrem(self.keys.conversations_by("status", current.status), conversation_id)
             pipe.zadd(self.keys.conversations_by("status", target), {conversation_id: 0})
             self.queue_event(
@@ -243,6 +256,41 @@ class Conversations(Part):
                 ),
             )
             return EndResult(ended, changed=True)
+
+        return await self.transact([key], body)
+
+    async def _final_metrics(
+        self,
+        pipe: Pipeline,
+        current: Conversation,
+        status: ConversationStatus,
+        reason: str,
+        feedback: Feedback | None = None,
+    ) -> Metrics:
+        """Metrics for a conversation ended without a session's own figures (through the API):
+        from its stored messages, keeping the latencies the session recorded."""
+        raw = await pipe.lrange(self.keys.messages(current.conversation_id), 0, -1)
+        messages = [Message.model_validate_json(m) for m in raw]
+        computed = conversation_metrics.compute(
+            status, reason, messages, feedback or current.feedback
+        )
+        return computed.model_copy(update={"latency_ms": current.metrics.latency_ms})
+
+    async def claim(self, conversation_id: str, node: str) -> Conversation:
+        """Record that `node` now holds the active conversation's session."""
+        key = self.keys.conversation(conversation_id)
+
+        async def body(pipe: Pipeline) -> Conversation:
+            current = await self._load_for_write(pipe, conversation_id)
+            if current.status != "active":
+                raise Conflict(
+                    "conversation_not_active",
+                    f"conversation {conversation_id} is {current.status}",
+                )
+            claimed = current.model_copy(update={"node": node})
+            begin_writes(pipe)
+            pipe.set(key, claimed.model_dump_json())
+            return claimed
 
         return await self.transact([key], body)
 

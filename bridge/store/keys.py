@@ -23,7 +23,8 @@ Redis. Values are JSON documents unless noted.
 | {p}:deadletter | stream | deliveries that used up their retries |
 | {p}:apikey:{prefix} | string | api key record with sha256 of the key |
 | {p}:apikeys | zset | api key prefixes by created_at ms |
-| {p}:call:{id}:cmd | stream | commands for the node that owns a live call |
+| {p}:node:{node}:cmd | stream | commands for the sessions a bridge process holds (end), capped |
+| {p}:node:{node}:alive | string + TTL | present while that process runs (its command listener) |
 """
 
 from __future__ import annotations
@@ -104,5 +105,8 @@ class Keys:
     def api_keys(self) -> str:
         return f"{self.prefix}:apikeys"
 
-    def call_commands(self, conversation_id: str) -> str:
-        return f"{self.prefix}:call:{conversation_id}:cmd"
+    def node_commands(self, node: str) -> str:
+        return f"{self.prefix}:node:{node}:cmd"
+
+    def node_alive(self, node: str) -> str:
+        return f"{self.prefix}:node:{node}:alive"

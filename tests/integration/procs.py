@@ -112,10 +112,16 @@ class ServeProcess:
     """`voicebridge serve` on a loopback port, read until it says it listens."""
 
     def __init__(self, env: Mapping[str, str], cwd: Path, port: int) -> None:
-        self.env = dict(env) | {
-            "VOICEBRIDGE_HTTP_HOST": "127.0.0.1",
-            "VOICEBRIDGE_HTTP_PORT": str(port),
-        }
+        # These processes test the REST side; loading the speech models (a second of CPU and
+        # 1 GB each) is left to the tests that talk to them, which ask for it.
+        self.env = (
+            {"VOICEBRIDGE_PRELOAD_MODELS": "false"}
+            | dict(env)
+            | {
+                "VOICEBRIDGE_HTTP_HOST": "127.0.0.1",
+                "VOICEBRIDGE_HTTP_PORT": str(port),
+            }
+        )
         self.cwd = cwd
         self.base_url = f"http://127.0.0.1:{port}"
         self.stdout: list[str] = []
