@@ -9,6 +9,7 @@ import numpy as np
 from aiohttp.test_utils import TestClient
 
 from bridge.voice_runtime import Models
+from examples.ws_client import Event, VoiceClient
 from media.resample import resample
 from tests.e2e.conftest import Connect
 from tests.e2e.test_voice_conversation import conversation_when, speech
@@ -24,13 +25,18 @@ POLICY = (
 AGENT = {"custom_responses": {"return_policy": POLICY}}
 
 
+async def policy_playing(client: VoiceClient) -> Event:
+    """Greeted, the caller asks for the return policy; returns once the long answer plays."""
+    done = client.index(await client.wait_for("agent.audio.end"))
+    await client.say("what is your return policy?")
+    return await client.wait_for("agent.audio.start", after=done)
+
+
 async def test_real_words_over_the_agent_interrupt_it(
     converse: Connect, voice_client: Client, auth: dict[str, str]
 ) -> None:
     client, created = await converse(AGENT)
-    done = client.index(await client.wait_for("agent.audio.end"))
-    await client.say("what is your return policy?")
-    start = await client.wait_for("agent.audio.start", after=done)
+    start = await policy_playing(client)
     await asyncio.sleep(2.0)
     _name, path, _reference = librivox()[1]
     human, rate = load_wav(path)
@@ -57,9 +63,7 @@ async def test_a_backchannel_does_not_stop_the_agent(
     converse: Connect, models: Models, voice_client: Client, auth: dict[str, str]
 ) -> None:
     client, created = await converse(AGENT)
-    done = client.index(await client.wait_for("agent.audio.end"))
-    await client.say("what is your return policy?")
-    start = await client.wait_for("agent.audio.start", after=done)
+    start = await policy_playing(client)
     await asyncio.sleep(2.0)
     await client.speak(speech(models, "Okay.", voice="female"))
     end = await client.wait_for("agent.audio.end", after=client.index(start), timeout=40)
@@ -78,9 +82,7 @@ async def test_a_backchannel_does_not_stop_the_agent(
 
 async def test_the_agents_own_voice_echoed_back_does_not_stop_it(converse: Connect) -> None:
     client, _created = await converse(AGENT)
-    done = client.index(await client.wait_for("agent.audio.end"))
-    await client.say("what is your return policy?")
-    start = await client.wait_for("agent.audio.start", after=done)
+    start = await policy_playing(client)
     client.open_line()
     # A phone line's echo: what the agent sends comes back 120 ms later, 12 dB down.
     first = echoed = sum(1 for seen, _chunk in client.audio.chunks if seen <= client.index(start))
