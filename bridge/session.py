@@ -322,9 +322,12 @@ class Session:
 
     async def _synthesize(self, piece: str) -> None:
         started = time.perf_counter()
-        frames = await self._runtime.pool.submit(
-            self.id, lambda: self._speaker.phrase(piece, self._style), urgent=True
-        )
+        # A cached phrase must not queue behind other sessions' recognition in the pool.
+        frames = self._speaker.cached(piece, self._style)
+        if frames is None:
+            frames = await self._runtime.pool.submit(
+                self.id, lambda: self._speaker.phrase(piece, self._style), urgent=True
+            )
         self._metrics.tts.observe(time.perf_counter() - started)
         self._playout.add(piece, frames)
 

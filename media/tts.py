@@ -113,6 +113,14 @@ class Speaker:
         if tail is not None:
             yield tail
 
+    def cached(self, text: str, style: Style = Style()) -> list[Pcm16] | None:
+        """The phrase's frames if they were synthesized before (cheap: no synthesis)."""
+        with self._lock:
+            found = self._cache.get((text, style))
+            if found is not None:
+                self._cache.move_to_end((text, style))
+            return found
+
     def phrase(self, text: str, style: Style = Style()) -> list[Pcm16]:
         """All frames of a fixed phrase (greeting, farewell), synthesized once per style."""
         key = (text, style)

@@ -64,9 +64,12 @@ def test_pitch_moves_the_voice_not_the_duration(male_speaker: Speaker) -> None:
 
 
 def test_phrases_are_cached_per_style(male_speaker: Speaker) -> None:
-    first = male_speaker.phrase("Goodbye.", Style())
-    assert male_speaker.phrase("Goodbye.", Style()) is first
-    assert male_speaker.phrase("Goodbye.", Style(speed=1.2)) is not first
+    assert male_speaker.cached("Goodbye for now.", Style()) is None
+    first = male_speaker.phrase("Goodbye for now.", Style())
+    assert male_speaker.phrase("Goodbye for now.", Style()) is first
+    assert male_speaker.cached("Goodbye for now.", Style()) is first
+    assert male_speaker.phrase("Goodbye for now.", Style(speed=1.2)) is not first
+    assert male_speaker.cached("Goodbye for now.", Style(pitch="high")) is None
 
 
 def test_style_bounds() -> None:
