@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +65,10 @@ class Transcript:
     encode_ms: float
     decode_ms: float
     cancelled: bool = False
+    ids: tuple[int, ...] = ()
+    """The token ids of `text`, a draft for decoding the same utterance again."""
+    drafted: int = 0
+    """How many tokens of the draft the decoder accepted."""
 
 
 class MoonshineModel:
@@ -94,43 +98,45 @@ class MoonshineModel:
         return raw.replace(_SPACE, b" ").decode("utf-8", errors="replace").strip()
 
     def transcribe(
-        self, samples: Float32, cancelled: Callable[[], bool] = lambda: False
+        self,
+        samples: Float32,
+        cancelled: Callable[[], bool] = lambda: False,
+        draft: Sequence[int] = (),
     ) -> Transcript:
         """Text of a 16 kHz utterance (float32, −1..1). `cancelled` is polled between tokens so
-        a speculative decode that is no longer wanted stops early."""
+        a speculative decode that is no longer wanted stops early.
+
+        `draft` is a guess at the tokens, typically an earlier transcript of the same growing
+        utterance. The decoder checks the whole draft in one pass and keeps the longest prefix
+        it agrees with, then goes on token by token: the result is exactly what plain greedy
+        decoding gives, in a fraction of the steps when the draft is right."""
         if samples.size < RATE // 10:
             return Transcript("", 0, 0.0, 0.0)
         started = time.perf_counter()
         hidden = self.encoder.run(None, {"input_values": samples[np.newaxis, :]})[0]
         encoded = time.perf_counter()
+        limit = int(samples.size / RATE * TOKENS_PER_SECOND) + TOKEN_SLACK
         cache: dict[str, npt.NDArray[np.float32]] = {
             name: np.zeros((1, 8, 0, 52), np.float32) for name in self._past
         }
-        ids = [START]
-        limit = int(samples.size / RATE * TOKENS_PER_SECOND) + TOKEN_SLACK
+        first = [START, *draft[: limit - 1]]
+        outputs = self._run(first, hidden, cache, with_cache=False)
+        predicted = np.argmax(outputs[0][0], axis=-1)
+        agreed = 0
+        while agreed < len(first) - 1 and int(predicted[agreed]) == first[agreed + 1]:
+            agreed += 1
+        ids = first[: agreed + 1]
+        token = int(predicted[agreed])
+        self._keep(cache, outputs, first_pass=True, length=len(ids))
         stopped = False
-        for step in range(limit):
+        while token != END and len(ids) <= limit:
             if cancelled():
                 stopped = True
                 break
-            outputs = self.decoder.run(
-                None,
-                {
-                    "input_ids": np.array([[ids[-1]]], np.int64),
-                    "encoder_hidden_states": hidden,
-                    "use_cache_branch": np.array([step > 0]),
-                    **cache,
-                },
-            )
-            token = int(np.argmax(outputs[0][0, -1]))
-            # The cross-attention cache is computed on the first step and never changes.
-            for name, value in zip(self._present, outputs[1:], strict=True):
-                past = name.replace("present", "past_key_values", 1)
-                if step == 0 or ".decoder." in past:
-                    cache[past] = value
-            if token == END:
-                break
             ids.append(token)
+            outputs = self._run([token], hidden, cache, with_cache=True)
+            token = int(np.argmax(outputs[0][0, -1]))
+            self._keep(cache, outputs, first_pass=False, length=len(ids))
         done = time.perf_counter()
         return Transcript(
             self.decode_tokens(ids[1:]),
@@ -138,4 +144,43 @@ class MoonshineModel:
             (encoded - started) * 1000,
             (done - encoded) * 1000,
             cancelled=stopped,
+            ids=tuple(ids[1:]),
+            drafted=agreed,
         )
+
+    def _run(
+        self,
+        tokens: list[int],
+        hidden: npt.NDArray[np.float32],
+        cache: dict[str, npt.NDArray[np.float32]],
+        *,
+        with_cache: bool,
+    ) -> list[npt.NDArray[np.float32]]:
+        outputs: list[npt.NDArray[np.float32]] = self.decoder.run(
+            None,
+            {
+                "input_ids": np.array([tokens], np.int64),
+                "encoder_hidden_states": hidden,
+                "use_cache_branch": np.array([with_cache]),
+                **cache,
+            },
+        )
+        return outputs
+
+    def _keep(
+        self,
+        cache: dict[str, npt.NDArray[np.float32]],
+        outputs: list[npt.NDArray[np.float32]],
+        *,
+        first_pass: bool,
+        length: int,
+    ) -> None:
+        """Carry the key/value cache forward. The cross-attention part is computed by the first
+        pass and never changes; the self-attention part keeps only the positions of the tokens
+        accepted so far (a draft's rejected tail must not stay in it)."""
+        for name, value in zip(self._present, outputs[1:], strict=True):
+            past = name.replace("present", "past_key_values", 1)
+            if ".decoder." in past:
+                cache[past] = value[:, :, :length]
+            elif first_pass:
+                cache[past] = value

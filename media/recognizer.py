@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +27,8 @@ from media.segmenter import Kind, SegmentEvent
 
 log = logging.getLogger(__name__)
 
-Transcribe = Callable[[Float32, Callable[[], bool]], Transcript]
+Transcribe = Callable[[Float32, Callable[[], bool], Sequence[int]], Transcript]
+"""(audio, cancelled, draft tokens) -> transcript; see MoonshineModel.transcribe."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,9 @@ class Recognizer:
         self._partial: _Decode | None = None
         self._speculative: _Decode | None = None
         self._finishing: set[asyncio.Task[None]] = set()
+        self._draft: tuple[int, ...] = ()
+        """Tokens of the latest transcript of the utterance so far: each decode of the grown
+        utterance starts from them (see MoonshineModel.transcribe)."""
 
     @property
     def listening(self) -> bool:
@@ -113,6 +117,7 @@ class Recognizer:
             self._utterance = list(self._pre_roll)
             self._pre_roll.clear()
             self._since_partial = 0
+            self._draft = ()
         elif self._utterance is None:
             return
         elif event.kind is Kind.PAUSE:
@@ -130,12 +135,22 @@ class Recognizer:
     def _decode(self, frames: list[Pcm16], *, urgent: bool) -> _Decode:
         audio = self._audio(frames)
         cancel_flag = threading.Event()
+        draft = self._draft
 
         def work() -> Transcript:
-            return self._transcribe(audio, cancel_flag.is_set)
+            return self._transcribe(audio, cancel_flag.is_set, draft)
 
         future = self._pool.submit(self.session, work, urgent=urgent)
+        future.add_done_callback(self._learn)
         return _Decode(future, len(frames), cancel_flag)
+
+    def _learn(self, future: asyncio.Future[Transcript]) -> None:
+        """A finished decode of the current utterance is the draft for the next one."""
+        if future.cancelled() or future.exception() is not None or self._utterance is None:
+            return
+        result = future.result()
+        if not result.cancelled and result.ids:
+            self._draft = result.ids
 
     def _start_partial(self) -> None:
         if self._partial is not None and not self._partial.future.done():

@@ -90,3 +90,20 @@ def test_cancelled_decode_stops_early(model: MoonshineModel) -> None:
 
 def test_too_short_audio_is_empty(model: MoonshineModel) -> None:
     assert model.transcribe(np.zeros(800, np.float32)).text == ""
+
+
+def test_a_draft_changes_the_work_not_the_words(model: MoonshineModel) -> None:
+    for _name, path, _reference in librivox()[:3]:
+        samples, rate = load_wav(path)
+        audio = _float(resample(samples, rate, 16_000))
+        plain = model.transcribe(audio)
+        # An earlier transcript of the utterance's first two thirds, as the recognizer has it.
+        early = model.transcribe(audio[: audio.size * 2 // 3])
+        drafted = model.transcribe(audio, draft=early.ids)
+        assert drafted.text == plain.text and drafted.ids == plain.ids
+        assert drafted.drafted >= len(early.ids) // 2
+        # A wrong draft is rejected at its first token and costs nothing in accuracy.
+        wrong = model.transcribe(audio, draft=(17, 23, 42, 99))
+        assert wrong.text == plain.text and wrong.drafted == 0
+        # A draft longer than the utterance allows is cut, not trusted.
+        assert model.transcribe(audio, draft=plain.ids * 10).text == plain.text
