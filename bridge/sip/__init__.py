@@ -1,0 +1,20 @@
+"""The SIP user agent: our own asyncio stack (DESIGN.md §3).
+
+The message layer is pure logic, no sockets, no asyncio; each module has one job and imports
+only those listed before it:
+
+- `grammar`: RFC 3261 lexical rules (tokens, quoted strings, parameters) and `SipParseError`,
+  the only exception that parsing untrusted input raises.
+- `uri`: sip/sips URIs (escapes kept as written, §19.1.4 comparison), tel: and opaque URIs,
+  `NameAddr` addresses.
+- `headers`: `Headers`, the ordered case-insensitive multi-map (compact forms, list splitting).
+- `fields`: typed header values (Via, CSeq, media types, option tags, Session-Expires, Event).
+- `message`: `Request`/`Response`, `parse(data, datagram=…)`, typed accessors, `to_bytes()`.
+- `body`: the body of a media type, also from a multipart/mixed body.
+- `validate`: `check()`, the verdict a UAS gives before dialog logic (answer, reject, drop),
+  and `response_to()`, the §8.2.6 response builder.
+- `framing`: `StreamFramer`, TCP reassembly by Content-Length with RFC 5626 keep-alives.
+
+Beside it: SDP and offer/answer (`sdp`, `offer_answer`) and RTP (`rtp_*`); transports,
+transactions and dialogs build on these.
+"""
