@@ -15,6 +15,12 @@ only those listed before it:
   and `response_to()`, the §8.2.6 response builder.
 - `framing`: `StreamFramer`, TCP reassembly by Content-Length with RFC 5626 keep-alives.
 
-Beside it: SDP and offer/answer (`sdp`, `offer_answer`) and RTP (`rtp_*`); transports,
-transactions and dialogs build on these.
+On top of it:
+- `timers`: RFC 3261 timer values and the clocks (asyncio, and a manual one for tests).
+- `transaction`: the four §17 transaction machines (RFC 6026 for 2xx to INVITE) and the table
+  that routes messages to them or to the transaction user.
+- `transport`: UDP and TCP on one port, RFC 3581 rport/received, §18.2.2 response routing.
+
+Beside it: SDP and offer/answer (`sdp`, `offer_answer`) and RTP (`rtp_*`); dialogs and the user
+agent build on these.
 """

@@ -1,0 +1,253 @@
+"""UDP and TCP transports (RFC 3261 §18) on one address and port.
+
+Each message received is parsed; a request gets RFC 3581's received and rport on its top Via
+(§18.2.1) and is handed up with the `Peer` its responses go to (§18.2.2, `response_peer`). What
+cannot be parsed is answered 400 back to its source when it is a request with enough of an
+envelope to answer (validate.check decides), and otherwise dropped with a debug log. Nothing
+a peer sends can stop a listener: a TCP stream that can no longer be framed loses its
+connection, nothing else. Datagrams up to 65,535 bytes are read whole (asyncio reads up to
+256 KiB).
+
+TCP connections, ours and the peers', are kept by remote address and reused for every message
+to that address, responses included; a CRLFCRLF ping is answered with a CRLF pong (RFC 5626).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+
+from bridge.sip.framing import PONG, FramingError, Ping, StreamFramer, is_keepalive
+from bridge.sip.message import MalformedMessage, Request, Response, parse
+from bridge.sip.transaction import Address, Peer
+from bridge.sip.validate import Reject, check, response_to
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 5060
+
+Receiver = Callable[[Request | Response, Peer], None]
+
+
+def stamp_via(request: Request, source: Address) -> None:
+    """§18.2.1 and RFC 3581 §4: received= when the source differs from the sent-by host (and
+    always when rport is asked for), rport= the source port when asked for."""
+    via = request.top_via
+    host, port = source
+    if via.wants_rport:
+        via = via.with_param("received", host).with_param("rport", str(port))
+    elif via.host.strip("[]").lower() != host.lower():
+        via = via.with_param("received", host)
+    else:
+        return
+    request.set_top_via(via)
+
+
+def response_peer(request: Request, source: Address, transport: str) -> Peer:
+    """Where the responses to a request that came from `source` go (§18.2.2, RFC 3581 §4), read
+    from its top Via once `stamp_via` has run."""
+    via = request.top_via
+    host = via.received or via.host.strip("[]")
+    sent_by_port = via.port or DEFAULT_PORT
+    if transport != "UDP":
+        return Peer(transport, source, (host, sent_by_port))
+    if via.maddr is not None:
+        return Peer(transport, (via.maddr.strip("[]"), sent_by_port))
+    return Peer(transport, (host, via.rport or sent_by_port))
+
+
+class SipTransport:
+    """Listens on UDP and TCP at `host`:`port` (0: any free port, the same for both) and hands
+    each message to `receiver`; `send` writes to a peer."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        receiver: Receiver,
+        on_unreachable: Callable[[Address], None] | None = None,
+    ) -> None:
+        """`on_unreachable` hears of each TCP connection that could not be opened, with the
+        messages queued for it dropped (TransactionTable.transport_failed)."""
+        self.host = host
+        self.port = port
+        self._receiver = receiver
+        self._on_unreachable = on_unreachable
+        self._udp: asyncio.DatagramTransport | None = None
+        self._server: asyncio.Server | None = None
+        self._connections: dict[Address, _TcpConnection] = {}
+        self._connecting: dict[Address, list[bytes]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        # With port 0 the UDP port is picked first and TCP must get the same one, which
+        # another process may hold: try a few.
+        for _ in range(10):
+            udp, _ = await loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self), local_addr=(self.host, self.port)
+            )
+            bound = udp.get_extra_info("sockname")[1]
+            try:
+                self._server = await loop.create_server(
+                    lambda: _TcpConnection(self), self.host, bound, reuse_address=True
+                )
+            except OSError:
+                udp.close()
+                if self.port:
+                    raise
+                continue
+            self._udp = udp
+            self.port = bound
+            return
+        raise OSError(f"no port free for both UDP and TCP on {self.host}")
+
+    async def close(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for connection in list(self._connections.values()):
+            connection.close()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def send(self, data: bytes, peer: Peer) -> None:
+        if peer.transport == "UDP":
+            if self._udp is None:
+                raise OSError("transport not started")
+            self._udp.sendto(data, peer.address)
+        else:
+            self._send_stream(data, peer)
+
+    def _send_stream(self, data: bytes, peer: Peer) -> None:
+        for address in (peer.address, peer.fallback):
+            connection = None if address is None else self._connections.get(address)
+            if connection is not None and not connection.closing:
+                connection.write(data)
+                return
+        target = peer.fallback or peer.address
+        queued = self._connecting.get(target)
+        if queued is not None:
+            queued.append(data)
+            return
+        self._connecting[target] = [data]
+        task = asyncio.get_running_loop().create_task(self._connect(target))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _connect(self, target: Address) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            _, connection = await loop.create_connection(
+                lambda: _TcpConnection(self), target[0], target[1]
+            )
+        except OSError as exc:
+            dropped = self._connecting.pop(target, [])
+            log.debug(
+                "TCP connect to %s failed, %d messages dropped: %s", target, len(dropped), exc
+            )
+            if self._on_unreachable is not None:
+                self._on_unreachable(target)
+            return
+        for data in self._connecting.pop(target, []):
+            connection.write(data)
+
+    def _register(self, connection: _TcpConnection) -> None:
+        self._connections[connection.remote] = connection
+
+    def _unregister(self, connection: _TcpConnection) -> None:
+        if self._connections.get(connection.remote) is connection:
+            del self._connections[connection.remote]
+
+    def _datagram(self, data: bytes, source: Address) -> None:
+        if is_keepalive(data):
+            return
+        self._message(data, source, "UDP")
+
+    def _message(self, data: bytes, source: Address, transport: str) -> None:
+        try:
+            message = parse(data, datagram=transport == "UDP")
+        except MalformedMessage as exc:
+            self._malformed(exc, source, transport)
+            return
+        peer = Peer(transport, source)
+        if isinstance(message, Request) and "Via" in message.headers:
+            stamp_via(message, source)
+            peer = response_peer(message, source, transport)
+        try:
+            self._receiver(message, peer)
+        except Exception:
+            # A bug above must cost one message, not the listener.
+            log.exception("failed to handle a message from %s over %s", source, transport)
+
+    def _malformed(self, error: MalformedMessage, source: Address, transport: str) -> None:
+        verdict = check(error)
+        if not isinstance(verdict, Reject) or error.envelope is None:
+            log.debug("dropped a message from %s over %s: %s", source, transport, error)
+            return
+        response = response_to(error.envelope, verdict.status, verdict.reason, verdict.headers)
+        log.debug("answered %d to a message from %s: %s", verdict.status, source, error)
+        # The Via may be what is malformed: answer where the message came from.
+        self.send(response.to_bytes(), Peer(transport, source))
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, owner: SipTransport) -> None:
+        self._owner = owner
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        self._owner._datagram(data, (str(addr[0]), int(addr[1])))
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors for earlier datagrams (port unreachable): the transactions time out.
+        log.debug("UDP error: %s", exc)
+
+
+class _TcpConnection(asyncio.Protocol):
+    def __init__(self, owner: SipTransport) -> None:
+        self._owner = owner
+        self._framer = StreamFramer()
+        self._transport: asyncio.Transport | None = None
+        self.remote: Address = ("", 0)
+
+    @property
+    def closing(self) -> bool:
+        return self._transport is None or self._transport.is_closing()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peername = transport.get_extra_info("peername")
+        self.remote = (str(peername[0]), int(peername[1]))
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._owner._register(self)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            items = self._framer.feed(data)
+        except FramingError as exc:
+            log.debug("closing TCP connection from %s: %s", self.remote, exc)
+            self.close()
+            return
+        for item in items:
+            if isinstance(item, Ping):
+                self.write(PONG)
+            else:
+                self._owner._message(item, self.remote, "TCP")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._owner._unregister(self)
+
+    def write(self, data: bytes) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(data)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
