@@ -20,7 +20,12 @@ On top of it:
 - `transaction`: the four §17 transaction machines (RFC 6026 for 2xx to INVITE) and the table
   that routes messages to them or to the transaction user.
 - `transport`: UDP and TCP on one port, RFC 3581 rport/received, §18.2.2 response routing.
+- `dialog`: RFC 3261 §12 dialog state and in-dialog request building.
+- `call`: one call's signaling (answer, CANCEL, BYE, re-INVITE/UPDATE, session timers, INFO
+  DTMF, REFER with NOTIFY sipfrag) and the interfaces the bridge implements (`CallHandler`,
+  `CallListener`, `MediaEndpoint`).
+- `useragent`: `UserAgent`, the transaction user: routing, call limit, draining.
 
-Beside it: SDP and offer/answer (`sdp`, `offer_answer`) and RTP (`rtp_*`); dialogs and the user
-agent build on these.
+Beside it: SDP and offer/answer (`sdp`, `offer_answer`) and RTP media (`rtp`, `rtp_*`, `jitter`,
+`dtmf`, `rtcp`, `ports`).
 """
