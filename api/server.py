@@ -1,5 +1,5 @@
-"""`voicebridge serve`: Redis (embedded or external), the REST app and the delivery worker on
-one event loop, stopped cleanly on SIGTERM/SIGINT."""
+"""`voicebridge serve`: Redis (embedded or external), the REST app, the SIP user agent and the
+delivery worker on one event loop, stopped cleanly on SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
@@ -16,10 +16,14 @@ from api.app import create_app
 from api.delivery.worker import DeliveryWorker
 from api.metrics import ApiMetrics
 from api.state import AppState
+from api.voice import VoiceService
 from bridge import recordings
 from bridge.embedded_redis import EmbeddedRedis
+from bridge.phone import user_agent
 from bridge.redis_client import connect
 from bridge.settings import Settings
+from bridge.sip.call import EndReason
+from bridge.sip.useragent import UserAgent
 from bridge.store import Store
 from bridge.voice_runtime import VoiceRuntime
 
@@ -28,6 +32,8 @@ log = logging.getLogger("voicebridge")
 # Bounds a shutdown: in-flight HTTP requests get this long to finish, and so do the background
 # loops to wind down after they are cancelled.
 SHUTDOWN_GRACE = 5.0
+CALL_DRAIN_GRACE = 5.0
+"""How long live phone calls may go on after SIGTERM before they are hung up."""
 
 
 class StartupError(RuntimeError):
@@ -87,15 +93,43 @@ async def serve(settings: Settings) -> None:
                 f"{exc.strerror or exc}"
             ) from None
         print(f"voicebridge REST API on {settings.base_url()}", flush=True)
+        voice = AppState.of(app).voice
+        phone = user_agent(settings, store, voice.sessions, voice.clock)
+        try:
+            await phone.start()
+        except OSError as exc:
+            await runner.cleanup()
+            where = f"{settings.sip_host}:{settings.sip_port}"
+            raise StartupError(
+                f"cannot listen on {where} (VOICEBRIDGE_SIP_HOST/VOICEBRIDGE_SIP_PORT): "
+                f"{exc.strerror or exc}"
+            ) from None
+        print(f"voicebridge SIP on udp+tcp {settings.sip_host}:{phone.port}", flush=True)
         workers = await start_background(settings, store, metrics)
         if settings.preload_models:
-            workers.append(loop.create_task(preload(AppState.of(app).voice.runtime)))
+            workers.append(loop.create_task(preload(voice.runtime)))
         try:
             await stop.wait()
         finally:
             log.info("shutting down")
+            await stop_calls(phone, voice)
             await cancel_all(workers, SHUTDOWN_GRACE)
             await runner.cleanup()
+
+
+async def stop_calls(phone: UserAgent, voice: VoiceService) -> None:
+    """Refuse new calls (503), give live ones `CALL_DRAIN_GRACE` to finish, then end their
+    conversations with reason `shutdown` (which hangs each call up) and close the SIP port."""
+    phone.drain()
+    calls = [asyncio.ensure_future(call.wait_ended()) for call in phone.calls]
+    if calls:
+        _done, pending = await asyncio.wait(calls, timeout=CALL_DRAIN_GRACE)
+        for waiting in pending:
+            waiting.cancel()
+    await voice.shutdown()
+    # Whatever call has no session yet (still ringing, or its session failing) is hung up here.
+    await phone.drain_and_stop(SHUTDOWN_GRACE, EndReason.AGENT_HANGUP)
+    await phone.close()
 
 
 async def preload(runtime: VoiceRuntime) -> None:

@@ -6,13 +6,14 @@ when present), then the defaults written here. A bad value stops start-up with o
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import AnyHttpUrl, Field, ValidationError, field_validator
+from pydantic import AnyHttpUrl, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import (
     BaseSettings,
@@ -42,7 +43,28 @@ class Settings(BaseSettings):
 
     http_host: str = Field("0.0.0.0", description="Address the REST API listens on.")
     http_port: int = Field(8080, ge=1, le=65535, description="Port of the REST API.")
+    sip_host: str = Field("0.0.0.0", description="Address the SIP user agent and RTP bind.")
     sip_port: int = Field(5060, ge=1, le=65535, description="SIP port (UDP and TCP).")
+    sip_advertised_host: str | None = Field(
+        None,
+        description="Address put in Via, Contact and SDP; unset: sip_host, or 127.0.0.1 when "
+        "that is a wildcard.",
+    )
+    rtp_port_min: int = Field(20000, ge=1024, le=65534, description="Lowest RTP port of calls.")
+    rtp_port_max: int = Field(29999, ge=1025, le=65535, description="Highest RTP port of calls.")
+    sip_max_calls: int = Field(
+        200, ge=1, description="Concurrent calls; more INVITEs are answered 503."
+    )
+    default_agent_id: str | None = Field(
+        None, description="Agent that takes calls to a number no agent claims; unset: 404."
+    )
+    sip_trusted_networks: tuple[str, ...] = Field(
+        ("127.0.0.0/8", "::1/128"),
+        description="Sources whose P-Asserted-Identity names the caller.",
+    )
+    rtp_inactivity_timeout: float = Field(
+        30.0, gt=0, le=3600, description="Seconds without caller RTP before the call is hung up."
+    )
     data_dir: Path = Field(
         Path("data"), description="Embedded Redis data, recordings and other state."
     )
@@ -94,6 +116,22 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(REDIS_SCHEMES):
             raise ValueError(f"must start with one of {', '.join(REDIS_SCHEMES)}")
         return value
+
+    @field_validator("sip_trusted_networks")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network)
+            except ValueError:
+                raise ValueError(f"{network!r} is not a network (e.g. 10.0.0.0/8)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _rtp_range(self) -> Settings:
+        if self.rtp_port_max - self.rtp_port_min < 3:
+            raise ValueError("rtp_port_max must be at least rtp_port_min + 3 (one port pair)")
+        return self
 
     @field_validator("webhook_retry_schedule")
     @classmethod

@@ -120,6 +120,10 @@ class ServeProcess:
             | {
                 "VOICEBRIDGE_HTTP_HOST": "127.0.0.1",
                 "VOICEBRIDGE_HTTP_PORT": str(port),
+                # Every serve process answers SIP too, and tests build one process's environment
+                # from another's: each gets a port of its own, never 5060 or a sibling's.
+                "VOICEBRIDGE_SIP_HOST": "127.0.0.1",
+                "VOICEBRIDGE_SIP_PORT": str(free_port()),
             }
         )
         self.cwd = cwd
