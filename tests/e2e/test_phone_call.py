@@ -26,6 +26,7 @@ from media.wer import word_error_rate
 from tests.sipp import (
     SIPP,
     SippOptions,
+    dtmf_to_pcap,
     free_port,
     run_sipp,
     scenario_path,
@@ -190,3 +191,35 @@ async def test_ending_the_conversation_through_the_api_hangs_up_the_call(
     assert conversation["end_reason"] == "api_end"
     assert conversation["status"] == "completed"
     assert ua.calls == []
+
+
+@pytest.mark.parametrize("marker", [True, False], ids=["marker", "no-marker"])
+async def test_keypad_digits_reach_the_agent(
+    phone: tuple[Client, UserAgent], auth: dict[str, str], tmp_path: Path, marker: bool
+) -> None:
+    client, ua = phone
+    await make_agent(client, auth)
+    pcap = tmp_path / "dtmf.pcap"
+    # "5" and then "7": digits the built-in agent has no answer for, so each is a turn of its
+    # own and the call goes on (a "0" would ask for a person).
+    dtmf_to_pcap("57", pcap, duration_ms=120, gap_ms=1500, marker=marker)
+    result = await run_sipp(
+        SippOptions(
+            scenario_path("dtmf_rfc4733"),
+            remote=f"127.0.0.1:{ua.port}",
+            service=NUMBER.removeprefix("+"),
+            keys={"pcap": str(pcap)},
+            extra_args=("-d", "6000"),
+        ),
+        timeout=60,
+        workdir=tmp_path / "sipp",
+    )
+    assert result.successful_calls == 1, (result.errors, result.screen)
+    conversation = await the_conversation(client, auth, ended)
+    pressed = [
+        m["content"]
+        for m in conversation["messages"]
+        if m["type"] == "user" and (m.get("meta") or {}).get("input") == "dtmf"
+    ]
+    assert pressed == ["5", "7"]
+    assert conversation["end_reason"] == "caller_hangup"
