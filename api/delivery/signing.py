@@ -8,12 +8,9 @@ import binascii
 import hashlib
 import hmac
 
+from bridge.signing import hex_signature
+
 STANDARD_SECRET_PREFIX = "whsec_"
-
-
-def hex_signature(body: bytes, secret: str) -> str:
-    """What the published verifier recomputes: HMAC-SHA256 of the exact body bytes."""
-    return hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
 
 
 def standard_key(secret: str) -> bytes:

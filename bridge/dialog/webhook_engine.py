@@ -11,8 +11,6 @@ line first. Failures raise; bridge/dialog/guarded.py turns them into the error l
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from collections.abc import AsyncIterator
 from typing import Any, Literal
@@ -32,6 +30,7 @@ from bridge.dialog.base import (
 from bridge.dialog.builtin import ACTION_LINES, line
 from bridge.dialog.http import check_status
 from bridge.models import WebhookEngineConfig
+from bridge.signing import hex_signature
 
 MAX_ANSWER_BYTES = 64 * 1024
 """Far more than a spoken reply needs; a larger answer is a misbehaving service."""
@@ -43,12 +42,6 @@ class Answer(BaseModel):
     text: str | None = None
     action: ActionKind | None = None
     reason: str | None = None
-
-
-def signature(body: bytes, secret: str) -> str:
-    # The X-Signature of event webhooks (api.delivery.signing.hex_signature), which bridge
-    # cannot import; tests/integration/test_dialog_engines.py checks the two agree.
-    return hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
 
 
 def payload(
@@ -120,7 +113,7 @@ class WebhookEngine:
         body = json.dumps(request, ensure_ascii=False).encode("utf-8")
         headers = {"Content-Type": "application/json"}
         if self._config.secret:
-            headers["X-Signature"] = signature(body, self._config.secret)
+            headers["X-Signature"] = hex_signature(body, self._config.secret)
         async with self._http.post(self._config.url, data=body, headers=headers) as response:
             await check_status(response)
             answer = bytearray()

@@ -16,10 +16,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from api.delivery.signing import hex_signature
 from bridge.dialog.base import Act, DialogContext, ReplyPart, Say
 from bridge.dialog.factory import context_for, engine_for
 from bridge.models import Agent, Conversation
+from bridge.signing import hex_signature
 
 ERROR_LINE = "Sorry, I'm having a little trouble. Could you say that again?"
 HANDOFF_LINE = "Let me transfer you to a colleague. One moment, please."
