@@ -22,7 +22,7 @@ from bridge.embedded_redis import EmbeddedRedis
 from bridge.phone import user_agent
 from bridge.redis_client import connect
 from bridge.settings import Settings
-from bridge.sip.call import EndReason
+from bridge.sip.call_interfaces import EndReason
 from bridge.sip.useragent import UserAgent
 from bridge.store import Store
 from bridge.voice_runtime import VoiceRuntime

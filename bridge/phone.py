@@ -25,7 +25,8 @@ from bridge.models import Agent, ConversationSettings
 from bridge.session import HandoffOutcome, Session
 from bridge.sessions import Sessions
 from bridge.settings import Settings
-from bridge.sip.call import AcceptCall, Call, EndReason, RejectCall, RouteDecision
+from bridge.sip.call import Call
+from bridge.sip.call_interfaces import AcceptCall, EndReason, RejectCall, RouteDecision
 from bridge.sip.message import Request
 from bridge.sip.offer_answer import NegotiatedMedia
 from bridge.sip.ports import RtpPorts

@@ -21,9 +21,11 @@ On top of it:
   that routes messages to them or to the transaction user.
 - `transport`: UDP and TCP on one port, RFC 3581 rport/received, §18.2.2 response routing.
 - `dialog`: RFC 3261 §12 dialog state and in-dialog request building.
-- `call`: one call's signaling (answer, CANCEL, BYE, re-INVITE/UPDATE, session timers, INFO
-  DTMF, REFER with NOTIFY sipfrag) and the interfaces the bridge implements (`CallHandler`,
-  `CallListener`, `MediaEndpoint`).
+- `call_interfaces`: what a call and the application exchange (`CallHandler`, `CallListener`,
+  `MediaEndpoint`, end reasons, transfer results); `call_rules`: the pure per-message rules
+  (session-timer negotiation, INFO DTMF, sipfrag, caller identity).
+- `call`: one call's signaling state machine (answer, CANCEL, BYE, re-INVITE/UPDATE, session
+  timers, INFO DTMF, REFER with NOTIFY sipfrag).
 - `useragent`: `UserAgent`, the transaction user: routing, call limit, draining.
 
 Beside it: SDP and offer/answer (`sdp`, `offer_answer`) and RTP media (`rtp`, `rtp_*`, `jitter`,

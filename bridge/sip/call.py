@@ -10,17 +10,36 @@ and closing the media endpoint and awaiting a transfer are coroutines.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import random
-import re
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from enum import Enum, StrEnum
-from typing import Any, Protocol
+from enum import Enum
+from typing import Any
 
 from bridge.sip import sdp
 from bridge.sip.body import find_body
+from bridge.sip.call_interfaces import (
+    CallHandler,
+    CallListener,
+    EndReason,
+    MediaEndpoint,
+    RejectCall,
+    TransferOutcome,
+    TransferResult,
+)
+from bridge.sip.call_rules import (
+    DTMF,
+    DTMF_RELAY,
+    SIPFRAG,
+    CallConfig,
+    Network,
+    SessionTimer,
+    caller_identity,
+    negotiate_session_timer,
+    parse_dtmf_info,
+    sipfrag_status,
+)
 from bridge.sip.dialog import Dialog, without_tag
 from bridge.sip.fields import Via
 from bridge.sip.grammar import SipParseError
@@ -40,192 +59,9 @@ from bridge.sip.transaction import (
     TransactionTable,
 )
 from bridge.sip.uri import NameAddr
-from bridge.sip.validate import DEFAULT_POLICY, SDP, response_to
+from bridge.sip.validate import SDP, response_to
 
 log = logging.getLogger(__name__)
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-SIPFRAG = "message/sipfrag"
-DTMF_RELAY = "application/dtmf-relay"
-DTMF = "application/dtmf"
-# RFC 4028 §4: no interval below 90 s, and the refresher acts at half the interval.
-MIN_SE = 90
-DEFAULT_SESSION_EXPIRES = 1800
-_SIPFRAG_STATUS = re.compile(r"^SIP/2\.0\s+([1-6][0-9]{2})\b")
-_DTMF_DIGITS = frozenset("0123456789*#ABCDabcd")
-
-
-class EndReason(StrEnum):
-    CALLER_HANGUP = "caller_hangup"
-    AGENT_HANGUP = "agent_hangup"
-    API_END = "api_end"
-    TRANSFERRED = "transferred"
-    MEDIA_TIMEOUT = "media_timeout"
-    ERROR = "error"
-
-
-class MediaEndpoint(Protocol):
-    """The RTP side of one call. `open` reserves the ports, after which `local_address` and
-    `local_port` are what our SDP names; `apply` is called for every negotiation (the first,
-    hold, resume, codec change); `close` releases everything."""
-
-    @property
-    def local_address(self) -> str: ...
-
-    @property
-    def local_port(self) -> int: ...
-
-    async def open(self) -> None: ...
-
-    def apply(self, media: NegotiatedMedia) -> None: ...
-
-    async def close(self) -> None: ...
-
-
-class CallListener(Protocol):
-    """What the application hears of an accepted call."""
-
-    def call_established(self, call: Call) -> None:
-        """The ACK came: media flows."""
-
-    def dtmf(self, call: Call, digit: str, duration_ms: int | None) -> None:
-        """A key pressed, signalled by SIP INFO (RFC 4733 events come through the media)."""
-
-    def call_ended(self, call: Call, reason: EndReason) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class AcceptCall:
-    """Answer the call for `agent`; `listener` hears of it from then on."""
-
-    agent: str
-    listener: CallListener
-
-
-@dataclass(frozen=True, slots=True)
-class RejectCall:
-    """Answer the INVITE with this final status (404 no agent, 503 busy with `retry_after`)."""
-
-    status: int
-    reason: str | None = None
-    retry_after: int | None = None
-
-
-RouteDecision = AcceptCall | RejectCall
-
-
-class CallHandler(Protocol):
-    """What the bridge implements: which agent takes an INVITE, or why nobody does."""
-
-    async def route(self, invite: Request, caller: NameAddr) -> RouteDecision: ...
-
-
-class TransferOutcome(StrEnum):
-    SUCCEEDED = "succeeded"
-    """A NOTIFY reported a 2xx from the target."""
-    TARGET_FAILED = "target_failed"
-    """A NOTIFY reported a final failure, or ended the subscription without a final status."""
-    REJECTED = "rejected"
-    """The REFER itself got a final failure response."""
-    TIMEOUT = "timeout"
-    """The REFER got no response at all (Timer F)."""
-    NO_NOTIFY = "no_notify"
-    """The REFER was accepted but no final NOTIFY came in time."""
-    CALL_ENDED = "call_ended"
-    """The call was not (or no longer) established."""
-
-
-@dataclass(frozen=True, slots=True)
-class TransferResult:
-    """`status` is the final status the target reported (sipfrag) or the REFER got, when there
-    was one."""
-
-    outcome: TransferOutcome
-    status: int | None = None
-    detail: str = ""
-
-    @property
-    def succeeded(self) -> bool:
-        return self.outcome is TransferOutcome.SUCCEEDED
-
-
-@dataclass(frozen=True, slots=True)
-class CallConfig:
-    server: str = "voicebridge"
-    allow: str = DEFAULT_POLICY.allow
-    supported: str = "timer"
-    session_expires: int = DEFAULT_SESSION_EXPIRES
-    """The interval we ask for when the caller names none."""
-    min_se: int = MIN_SE
-    transfer_notify_timeout: float = 30.0
-    """How long after the REFER's 2xx a final NOTIFY may take."""
-
-
-@dataclass(frozen=True, slots=True)
-class SessionTimer:
-    seconds: int
-    refresher: str
-    """`uac` (the caller refreshes) or `uas` (we do)."""
-
-
-def negotiate_session_timer(request: Request, config: CallConfig) -> SessionTimer | int | None:
-    """RFC 4028 §9 for an INVITE or UPDATE: the timer to run, or the Min-SE to answer 422 with
-    when the asked interval is too small, or None when the caller neither asks for nor supports
-    session timers (we then run none: nothing guarantees a refresh we could rely on)."""
-    asked = request.session_expires
-    floor = max(config.min_se, request.min_se or 0)
-    supports = any(tag.lower() == "timer" for tag in request.supported)
-    if asked is not None and asked.seconds < floor:
-        return floor
-    if asked is None and not supports:
-        return None
-    seconds = asked.seconds if asked is not None else max(config.session_expires, floor)
-    refresher = asked.refresher if asked is not None else None
-    if refresher is None:
-        refresher = "uac" if supports else "uas"
-    return SessionTimer(seconds, refresher)
-
-
-def parse_dtmf_info(content_type: str, body: bytes) -> tuple[str, int | None] | None:
-    """The key and duration (ms) of an INFO body: application/dtmf-relay (`Signal=5`,
-    `Duration=160`) or application/dtmf (the key alone). None when it names no key."""
-    text = body.decode("utf-8", "replace")
-    if content_type == DTMF:
-        digit = text.strip()
-        return (digit.upper(), None) if len(digit) == 1 and digit in _DTMF_DIGITS else None
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        name, sep, value = line.partition("=")
-        if sep:
-            fields[name.strip().lower()] = value.strip()
-    signal = fields.get("signal", "")
-    if len(signal) != 1 or signal not in _DTMF_DIGITS:
-        return None
-    duration = fields.get("duration", "")
-    return signal.upper(), int(duration) if duration.isdigit() else None
-
-
-def sipfrag_status(body: bytes) -> int | None:
-    match = _SIPFRAG_STATUS.match(body.decode("utf-8", "replace").lstrip())
-    return int(match.group(1)) if match else None
-
-
-def caller_identity(request: Request, source: str, trusted: tuple[Network, ...]) -> NameAddr:
-    """Who calls: P-Asserted-Identity (RFC 3325) when the request comes from a trusted network,
-    which is the only case where anybody vouched for it; else From."""
-    try:
-        address = ipaddress.ip_address(source)
-    except ValueError:
-        address = None
-    if address is not None and any(address in network for network in trusted):
-        try:
-            asserted = request.p_asserted_identity
-        except SipParseError:
-            asserted = []
-        if asserted:
-            return asserted[0]
-    return without_tag(request.from_addr)
 
 
 class CallState(Enum):

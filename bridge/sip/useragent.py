@@ -15,15 +15,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bridge.sip.call import (
-    Call,
-    CallConfig,
-    CallContext,
-    CallHandler,
-    EndReason,
-    MediaEndpoint,
-    negotiate_session_timer,
-)
+from bridge.sip.call import Call, CallContext
+from bridge.sip.call_interfaces import CallHandler, EndReason, MediaEndpoint
+from bridge.sip.call_rules import CallConfig, negotiate_session_timer
 from bridge.sip.dialog import DialogId, dialog_id_of, new_tag
 from bridge.sip.fields import Via
 from bridge.sip.message import Request, Response

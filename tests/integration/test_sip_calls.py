@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bridge.sip.call import (
+from bridge.sip.call import Call
+from bridge.sip.call_interfaces import (
     AcceptCall,
-    Call,
     EndReason,
     RejectCall,
     RouteDecision,

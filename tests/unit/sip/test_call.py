@@ -10,16 +10,18 @@ from dataclasses import dataclass, field
 import pytest
 
 from bridge.sip import sdp
-from bridge.sip.call import (
-    DTMF_RELAY,
+from bridge.sip.call import Call
+from bridge.sip.call_interfaces import (
     AcceptCall,
-    Call,
-    CallConfig,
     EndReason,
     RejectCall,
     RouteDecision,
     TransferOutcome,
     TransferResult,
+)
+from bridge.sip.call_rules import (
+    DTMF_RELAY,
+    CallConfig,
     caller_identity,
     parse_dtmf_info,
     sipfrag_status,
