@@ -32,8 +32,6 @@ log = logging.getLogger("voicebridge")
 # Bounds a shutdown: in-flight HTTP requests get this long to finish, and so do the background
 # loops to wind down after they are cancelled.
 SHUTDOWN_GRACE = 5.0
-CALL_DRAIN_GRACE = 5.0
-"""How long live phone calls may go on after SIGTERM before they are hung up."""
 
 
 class StartupError(RuntimeError):
@@ -112,18 +110,18 @@ async def serve(settings: Settings) -> None:
             await stop.wait()
         finally:
             log.info("shutting down")
-            await stop_calls(phone, voice)
+            await stop_calls(phone, voice, settings.sip_drain_timeout)
             await cancel_all(workers, SHUTDOWN_GRACE)
             await runner.cleanup()
 
 
-async def stop_calls(phone: UserAgent, voice: VoiceService) -> None:
-    """Refuse new calls (503), give live ones `CALL_DRAIN_GRACE` to finish, then end their
+async def stop_calls(phone: UserAgent, voice: VoiceService, grace: float) -> None:
+    """Refuse new calls (503), give live ones `grace` seconds to finish, then end their
     conversations with reason `shutdown` (which hangs each call up) and close the SIP port."""
     phone.drain()
     calls = [asyncio.ensure_future(call.wait_ended()) for call in phone.calls]
     if calls:
-        _done, pending = await asyncio.wait(calls, timeout=CALL_DRAIN_GRACE)
+        _done, pending = await asyncio.wait(calls, timeout=grace)
         for waiting in pending:
             waiting.cancel()
     await voice.shutdown()

@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     rtp_inactivity_timeout: float = Field(
         30.0, gt=0, le=3600, description="Seconds without caller RTP before the call is hung up."
     )
+    sip_drain_timeout: float = Field(
+        20.0,
+        ge=0,
+        le=3600,
+        description="After SIGTERM, seconds live calls may go on before they are hung up.",
+    )
     data_dir: Path = Field(
         Path("data"), description="Embedded Redis data, recordings and other state."
     )

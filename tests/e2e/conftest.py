@@ -11,11 +11,15 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import create_app
 from api.metrics import ApiMetrics
+from api.state import AppState
+from bridge.phone import user_agent
 from bridge.settings import Settings
+from bridge.sip.useragent import UserAgent
 from bridge.store import Store
 from bridge.voice_runtime import Models, VoiceRuntime
 from examples.ws_client import VoiceClient
 from media.asr import MoonshineModel
+from tests.sipp import free_port
 
 Client = TestClient[Any, Any]
 
@@ -98,3 +102,21 @@ async def converse(voice_client: Client, auth: dict[str, str]) -> AsyncIterator[
     yield connect
     for client in opened:
         await client.close()
+
+
+@pytest.fixture
+async def phone(
+    settings: Settings, store: Store, runtime: VoiceRuntime
+) -> AsyncIterator[tuple[Client, UserAgent]]:
+    """The app and its SIP user agent on a free loopback port: a bridge that answers calls."""
+    sip = settings.model_copy(update={"sip_host": "127.0.0.1", "sip_port": free_port()})
+    app = create_app(sip, store, ApiMetrics(), runtime=runtime)
+    async with TestClient(TestServer(app)) as client:
+        voice = AppState.of(app).voice
+        ua = user_agent(sip, store, voice.sessions, voice.clock)
+        await ua.start()
+        try:
+            yield client, ua
+        finally:
+            await ua.drain_and_stop(5.0)
+            await ua.close()

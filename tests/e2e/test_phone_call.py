@@ -3,36 +3,24 @@ real LibriVox recording as RTP; the real voice models answer; the store is check
 
 from __future__ import annotations
 
-import asyncio
-import wave
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from api.app import create_app
-from api.metrics import ApiMetrics
-from api.state import AppState
-from bridge.phone import user_agent
-from bridge.settings import Settings
 from bridge.sip.useragent import UserAgent
-from bridge.store import Store
-from bridge.voice_runtime import VoiceRuntime
 from media.resample import resample
 from media.wer import word_error_rate
-from tests.sipp import (
-    SIPP,
-    SippOptions,
-    dtmf_to_pcap,
-    free_port,
-    run_sipp,
-    scenario_path,
-    start_sipp,
-    wav_to_pcap,
+from tests.e2e.phone import (
+    GREETING,
+    NUMBER,
+    Client,
+    ended,
+    make_agent,
+    the_conversation,
+    write_pcap,
 )
+from tests.sipp import SIPP, SippOptions, dtmf_to_pcap, run_sipp, scenario_path, start_sipp
 from tests.unit.media.recordings import librivox, load_wav
 
 pytestmark = pytest.mark.skipif(
@@ -40,54 +28,9 @@ pytestmark = pytest.mark.skipif(
     reason="sipp is not installed (Debian package sip-tester, scripts/apt-packages.txt)",
 )
 
-Client = TestClient[Any, Any]
-
-NUMBER = "+15550100"
-GREETING = "Hello! How can I help you today?"
 LEAD_IN_S = 4.0
 """Silence before the caller speaks, so the greeting is heard out rather than barged in on."""
 TAIL_S = 2.0
-
-
-@pytest.fixture
-async def phone(
-    settings: Settings, store: Store, runtime: VoiceRuntime
-) -> AsyncIterator[tuple[Client, UserAgent]]:
-    sip = settings.model_copy(update={"sip_host": "127.0.0.1", "sip_port": free_port()})
-    app = create_app(sip, store, ApiMetrics(), runtime=runtime)
-    async with TestClient(TestServer(app)) as client:
-        voice = AppState.of(app).voice
-        ua = user_agent(sip, store, voice.sessions, voice.clock)
-        await ua.start()
-        try:
-            yield client, ua
-        finally:
-            await ua.drain_and_stop(5.0)
-            await ua.close()
-
-
-async def make_agent(client: Client, auth: dict[str, str]) -> None:
-    made = await client.post(
-        "/v1/agents",
-        json={
-            "name": "Support line",
-            "phone_numbers": [NUMBER],
-            "custom_responses": {"greeting": GREETING},
-        },
-        headers=auth,
-    )
-    assert made.status == 201, await made.text()
-
-
-def write_pcap(directory: Path, samples: np.ndarray[Any, np.dtype[np.int16]]) -> Path:
-    wav_path, pcap = directory / "caller.wav", directory / "caller.pcap"
-    with wave.open(str(wav_path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(16_000)
-        wav.writeframes(samples.astype("<i2").tobytes())
-    wav_to_pcap(wav_path, pcap, "PCMU")
-    return pcap
 
 
 def speech_pcap(directory: Path) -> tuple[Path, str, float]:
@@ -98,27 +41,6 @@ def speech_pcap(directory: Path) -> tuple[Path, str, float]:
     silence = np.zeros(int(LEAD_IN_S * 16_000), np.int16)
     padded = np.concatenate([silence, human, np.zeros(int(TAIL_S * 16_000), np.int16)])
     return write_pcap(directory, padded), reference, padded.size / 16_000
-
-
-async def the_conversation(
-    client: Client, auth: dict[str, str], ready: Callable[[dict[str, Any]], bool]
-) -> dict[str, Any]:
-    """The one conversation, once `ready` says so."""
-    for _ in range(300):
-        listed = await (await client.get("/v1/conversations", headers=auth)).json()
-        if listed["data"]:
-            cid = listed["data"][0]["conversation_id"]
-            detail: dict[str, Any] = await (
-                await client.get(f"/v1/conversations/{cid}", headers=auth)
-            ).json()
-            if ready(detail):
-                return detail
-        await asyncio.sleep(0.1)
-    raise AssertionError("the conversation did not get there in time")
-
-
-def ended(conversation: dict[str, Any]) -> bool:
-    return str(conversation["status"]) != "active"
 
 
 async def test_a_caller_is_answered_understood_and_hangs_up(
