@@ -64,5 +64,3 @@ async def the_conversation(
 
 def ended(conversation: dict[str, Any]) -> bool:
     return str(conversation["status"]) != "active"
-
-
