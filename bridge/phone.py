@@ -236,7 +236,9 @@ class PhoneCall:
                 channel="phone",
                 node=bridge.config.node,
                 call={
-                    "from": str(call.caller.uri),
+                    # The From header as sent; user_id is the caller as identified (a trusted
+                    # P-Asserted-Identity wins over From).
+                    "from": str(call.dialog.remote.uri),
                     "to": str(call.callee.uri),
                     "call_id": call.call_id,
                     "codec": call.negotiated.codec.name if call.negotiated else None,

@@ -104,19 +104,33 @@ async def converse(voice_client: Client, auth: dict[str, str]) -> AsyncIterator[
         await client.close()
 
 
+StartUserAgent = Callable[..., Awaitable[UserAgent]]
+
+
 @pytest.fixture
-async def phone(
-    settings: Settings, store: Store, runtime: VoiceRuntime
-) -> AsyncIterator[tuple[Client, UserAgent]]:
-    """The app and its SIP user agent on a free loopback port: a bridge that answers calls."""
-    sip = settings.model_copy(update={"sip_host": "127.0.0.1", "sip_port": free_port()})
-    app = create_app(sip, store, ApiMetrics(), runtime=runtime)
-    async with TestClient(TestServer(app)) as client:
-        voice = AppState.of(app).voice
-        ua = user_agent(sip, store, voice.sessions, voice.clock)
+async def start_user_agent(
+    settings: Settings, voice_client: Client
+) -> AsyncIterator[StartUserAgent]:
+    """Starts SIP user agents for `voice_client`'s app on free loopback ports; keyword arguments
+    change their settings (e.g. a default agent, which must exist before calls come)."""
+    started: list[UserAgent] = []
+    state = AppState.of(voice_client.app)
+
+    async def start(**overrides: Any) -> UserAgent:
+        changes = {"sip_host": "127.0.0.1", "sip_port": free_port(), **overrides}
+        sip = settings.model_copy(update=changes)
+        ua = user_agent(sip, state.store, state.voice.sessions, state.voice.clock)
         await ua.start()
-        try:
-            yield client, ua
-        finally:
-            await ua.drain_and_stop(5.0)
-            await ua.close()
+        started.append(ua)
+        return ua
+
+    yield start
+    for ua in started:
+        await ua.drain_and_stop(5.0)
+        await ua.close()
+
+
+@pytest.fixture
+async def phone(voice_client: Client, start_user_agent: StartUserAgent) -> tuple[Client, UserAgent]:
+    """The app and its SIP user agent: a bridge that answers calls."""
+    return voice_client, await start_user_agent()

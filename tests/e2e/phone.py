@@ -4,6 +4,8 @@ for the call's conversation to get somewhere."""
 from __future__ import annotations
 
 import asyncio
+import re
+import uuid
 import wave
 from collections.abc import Callable
 from pathlib import Path
@@ -64,3 +66,92 @@ async def the_conversation(
 
 def ended(conversation: dict[str, Any]) -> bool:
     return str(conversation["status"]) != "active"
+
+
+async def the_conversations(
+    client: Client, auth: dict[str, str], count: int, ready: Callable[[dict[str, Any]], bool]
+) -> list[dict[str, Any]]:
+    """All `count` conversations of a test with several calls, once `ready` says so of each."""
+    for _ in range(300):
+        listed = await (
+            await client.get("/v1/conversations", params={"limit": str(count)}, headers=auth)
+        ).json()
+        if len(listed["data"]) >= count:
+            details = [
+                await (
+                    await client.get(f"/v1/conversations/{c['conversation_id']}", headers=auth)
+                ).json()
+                for c in listed["data"]
+            ]
+            if all(ready(d) for d in details):
+                return details
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the {count} conversations did not get there in time")
+
+
+def write_wav(path: Path, samples: np.ndarray[Any, np.dtype[np.int16]], rate: int = 16_000) -> Path:
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(samples.astype("<i2").tobytes())
+    return path
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.received: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.received.put_nowait(data)
+
+
+async def refused_with(port: int, user: str, method: str = "INVITE", timeout: float = 10.0) -> int:
+    """The final status of a request (an INVITE with an offer, or an OPTIONS) to `user` at the
+    bridge on `port`, sent over UDP, which must refuse it; a refused INVITE is ACKed, as a
+    caller's transaction would (RFC 3261 §17.1.1.3)."""
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.create_datagram_endpoint(
+        _Datagrams, local_addr=("127.0.0.1", 0)
+    )
+    try:
+        local_port = transport.get_extra_info("sockname")[1]
+        branch = f"z9hG4bK{uuid.uuid4().hex}"
+        common = (
+            f"Via: SIP/2.0/UDP 127.0.0.1:{local_port};branch={branch};rport\r\n"
+            f"From: <sip:caller@127.0.0.1:{local_port}>;tag=t{uuid.uuid4().hex[:8]}\r\n"
+            f"Call-ID: {uuid.uuid4().hex}@127.0.0.1\r\n"
+            "Max-Forwards: 70\r\n"
+        )
+        sdp = (
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+            "m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+        )
+        body = sdp if method == "INVITE" else ""
+        request = (
+            f"{method} sip:{user}@127.0.0.1:{port} SIP/2.0\r\n{common}"
+            f"To: <sip:{user}@127.0.0.1:{port}>\r\nCSeq: 1 {method}\r\n"
+            f"Contact: <sip:caller@127.0.0.1:{local_port}>\r\n"
+            + ("Content-Type: application/sdp\r\n" if body else "")
+            + f"Content-Length: {len(body)}\r\n\r\n{body}"
+        )
+        transport.sendto(request.encode(), ("127.0.0.1", port))
+        async with asyncio.timeout(timeout):
+            while True:
+                response = (await protocol.received.get()).decode()
+                status = int(response.split(" ", 2)[1])
+                if status >= 200:
+                    break
+        assert status >= 300, f"the {method} to {user} was answered: {response}"
+        if method != "INVITE":
+            return status
+        to = re.search(r"^To: (.*)$", response, re.MULTILINE | re.IGNORECASE)
+        assert to is not None, response
+        ack = (
+            f"ACK sip:{user}@127.0.0.1:{port} SIP/2.0\r\n{common}"
+            f"To: {to.group(1).strip()}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+        )
+        transport.sendto(ack.encode(), ("127.0.0.1", port))
+        return status
+    finally:
+        transport.close()

@@ -11,6 +11,7 @@ import pytest
 from bridge.sip.useragent import UserAgent
 from media.resample import resample
 from media.wer import word_error_rate
+from tests.e2e.conftest import StartUserAgent
 from tests.e2e.phone import (
     GREETING,
     NUMBER,
@@ -145,3 +146,54 @@ async def test_keypad_digits_reach_the_agent(
     ]
     assert pressed == ["5", "7"]
     assert conversation["end_reason"] == "caller_hangup"
+
+
+async def test_keys_relayed_as_sip_info_reach_the_agent(
+    phone: tuple[Client, UserAgent], auth: dict[str, str], tmp_path: Path
+) -> None:
+    client, ua = phone
+    await make_agent(client, auth)
+    result = await run_sipp(
+        SippOptions(
+            scenario_path("dtmf_sip_info"),
+            remote=f"127.0.0.1:{ua.port}",
+            service=NUMBER,
+            extra_args=("-d", "2000"),
+        ),
+        timeout=60,
+        workdir=tmp_path / "sipp",
+    )
+    assert result.successful_calls == 1, (result.errors, result.screen)
+    conversation = await the_conversation(client, auth, ended)
+    pressed = [
+        m["content"]
+        for m in conversation["messages"]
+        if m["type"] == "user" and (m.get("meta") or {}).get("input") == "dtmf"
+    ]
+    assert pressed == ["5", "7"]
+
+
+async def test_a_caller_whose_audio_stops_is_hung_up_for_media_timeout(
+    voice_client: Client, start_user_agent: StartUserAgent, auth: dict[str, str], tmp_path: Path
+) -> None:
+    ua = await start_user_agent(rtp_inactivity_timeout=2.0)
+    await make_agent(voice_client, auth)
+    # Half a second of audio, then nothing: a caller whose network went away.
+    pcap = write_pcap(tmp_path, np.zeros(8_000, np.int16))
+    result = await run_sipp(
+        SippOptions(
+            scenario_path("call_wait_agent_bye"),
+            remote=f"127.0.0.1:{ua.port}",
+            service=NUMBER,
+            keys={"pcap": str(pcap)},
+            recv_timeout_ms=30_000,
+        ),
+        timeout=60,
+        workdir=tmp_path / "sipp",
+    )
+    assert result.successful_calls == 1, (result.errors, result.screen)
+    conversation = await the_conversation(voice_client, auth, ended)
+    assert conversation["end_reason"] == "media_timeout"
+    # A call lost to the network did not complete (bridge/lifecycle.py).
+    assert conversation["status"] == "failed"
+    assert ua.calls == []
