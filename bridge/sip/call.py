@@ -140,6 +140,7 @@ class Call:
         self._our_invite: ClientTransaction | None = None
         self._hangup_after_ack: EndReason | None = None
         self._refresh: TimerHandle | None = None
+        self._update_refused = False
         self._expiry: TimerHandle | None = None
         self._transfer: _Transfer | None = None
         self._transfer_transaction: ClientTransaction | None = None
@@ -479,7 +480,11 @@ class Call:
         headers.add("Session-Expires", f"{self.session_timer.seconds};refresher=uas")
         headers.add("Supported", self.context.config.supported)
         allow = self.invite.allow
-        if allow is not None and "UPDATE" in (method.upper() for method in allow):
+        if (
+            allow is not None
+            and "UPDATE" in (method.upper() for method in allow)
+            and not self._update_refused
+        ):
             self._send_in_dialog("UPDATE", headers, self._refresh_response)
             return
         if self._pending is not None or self._our_invite is not None or self._local_sdp is None:
@@ -501,6 +506,25 @@ class Call:
             self._start_session_timer()
         elif response.status in (408, 481):
             self._send_bye(EndReason.ERROR)
+        elif response.status == 491:
+            # §14.1: glare with the caller's own request; we do not own the Call-ID, so retry
+            # after 0 to 2 s.
+            self._retry_refresh(random.uniform(0.0, 2.0))
+        elif response.status == 422 and self.session_timer is not None:
+            # RFC 4028 §7.4/§10: the peer's floor is above our interval; ask again at it.
+            floor = response.min_se
+            if floor is not None and floor > self.session_timer.seconds:
+                self.session_timer = SessionTimer(floor, self.session_timer.refresher)
+                self._retry_refresh(0.0)
+        elif response.status in (405, 501) and response.cseq.method == "UPDATE":
+            # Allow listed UPDATE but the peer refuses it: refresh with re-INVITE from now on.
+            self._update_refused = True
+            self._retry_refresh(0.0)
+
+    def _retry_refresh(self, delay: float) -> None:
+        if self._refresh is not None:
+            self._refresh.cancel()
+        self._refresh = self.context.clock.call_later(delay, self._send_refresh)
 
     def _ack_2xx(self, response: Response) -> None:
         """§13.2.2.4: the ACK of a 2xx is the TU's, sent outside any transaction."""
