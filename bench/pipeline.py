@@ -168,7 +168,10 @@ class Server:
 
 
 @contextlib.asynccontextmanager
-async def serve(startup_timeout: float) -> AsyncIterator[Server]:
+async def serve(
+    startup_timeout: float, settings: dict[str, str] | None = None
+) -> AsyncIterator[Server]:
+    """`voicebridge serve` with the models loaded; `settings` adds VOICEBRIDGE_* variables."""
     with tempfile.TemporaryDirectory(prefix="vb-pipe-") as tmp:
         port, errors = free_port(), Path(tmp) / "stderr.txt"
         env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEBRIDGE_")}
@@ -178,6 +181,7 @@ async def serve(startup_timeout: float) -> AsyncIterator[Server]:
             "VOICEBRIDGE_WEBHOOK_ALLOW_INSECURE": "true", "VOICEBRIDGE_LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
         }  # fmt: skip
+        env |= settings or {}
         voicebridge = Path(sys.executable).with_name("voicebridge")
         command = [str(voicebridge)] if voicebridge.is_file() else [sys.executable, "-m", "api.cli"]
         with errors.open("wb") as err:

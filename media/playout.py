@@ -11,7 +11,12 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+import numpy as np
+
 from media.frames import Pcm16
+
+QUIET_PEAK = 184
+"""-45 dBFS: below this a frame holds no speech, only the voice's lead-in."""
 
 
 @dataclass
@@ -27,6 +32,7 @@ class Playout:
         self._index = 0
         self._played: list[str] = []
         self._open = False
+        self._first_piece = False
         self.paused = False
         self.frames_played = 0
         """Frames of the current reply played so far."""
@@ -35,9 +41,16 @@ class Playout:
         """A new reply starts; whatever was left of the previous one is dropped."""
         self.stop()
         self._open = True
+        self._first_piece = True
 
     def add(self, text: str, frames: list[Pcm16]) -> None:
+        if self._first_piece:
+            # Voices open with up to a quarter second of silence (festival's HTS voices do),
+            # which the caller would wait through before the reply starts; between the pieces of
+            # a reply that silence is the natural pause, so it stays there.
+            frames = frames[speech_start(frames) :]
         if frames:
+            self._first_piece = False
             self._queue.append(_Piece(text, frames))
 
     def finish(self) -> None:
@@ -99,3 +112,12 @@ class Playout:
         self.paused = False
         self.frames_played = 0
         return spoken
+
+
+def speech_start(frames: list[Pcm16]) -> int:
+    """The index of the frame before the first with speech in it (one frame of lead-in keeps the
+    onset whole), or len(frames) when none has any."""
+    for index, frame in enumerate(frames):
+        if frame.size and int(np.abs(frame.astype(np.int32)).max()) >= QUIET_PEAK:
+            return max(0, index - 1)
+    return len(frames)
