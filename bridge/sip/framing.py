@@ -52,6 +52,12 @@ class StreamFramer:
         """Bytes received that are not part of a complete message yet."""
         return len(self._buffer)
 
+    @property
+    def in_message(self) -> bool:
+        """Whether part of a message is waiting for the rest; CRs and LFs between messages (a
+        pong, half a ping) are not part of one."""
+        return bool(self._buffer) and self._buffer[0] not in b"\r\n"
+
     def feed(self, data: bytes) -> list[bytes | Ping]:
         """Raises FramingError for a header section over the limit or a Content-Length that
         cannot be used, and again on every later call."""

@@ -647,6 +647,8 @@ class TransactionTable:
     def _request(self, request: Request, peer: Peer) -> None:
         verdict = check(request, self.policy)
         if isinstance(verdict, Drop):
+            if request.method == "ACK" and self._absorb_ack(request):
+                return
             log.debug("dropped %s: %s", _describe(request), verdict.why)
             return
         try:
@@ -680,6 +682,20 @@ class TransactionTable:
                 self._tu.on_cancel(transaction, invite)
         else:
             self._tu.on_request(transaction)
+
+    def _absorb_ack(self, request: Request) -> bool:
+        """Whether a malformed ACK ended the retransmissions of a non-2xx final response. The
+        ACK copies the INVITE's Request-URI and CSeq number (§17.1.1.3), so the INVITE that got
+        a 400 for its Request-URI gets an ACK that `check` refuses too, and without this the
+        response would go out again until Timer H. Nothing of it reaches the TU."""
+        try:
+            matched = self._match(request)
+        except SipParseError:
+            return False
+        if not isinstance(matched, InviteServerTransaction) or matched.state is not State.COMPLETED:
+            return False
+        matched.receive(request)
+        return True
 
     def _match(self, request: Request) -> ServerTransaction | None:
         via = request.top_via

@@ -5,8 +5,9 @@ Each message received is parsed; a request gets RFC 3581's received and rport on
 cannot be parsed is answered 400 back to its source when it is a request with enough of an
 envelope to answer (validate.check decides), and otherwise dropped with a debug log. Nothing
 a peer sends can stop a listener: a TCP stream that can no longer be framed loses its
-connection, nothing else. Datagrams up to 65,535 bytes are read whole (asyncio reads up to
-256 KiB).
+connection, nothing else; nor can one that stalls mid-message: it has `message_timeout`
+seconds from a message's first byte to its last. Datagrams up to 65,535 bytes are read whole
+(asyncio reads up to 256 KiB).
 
 TCP connections, ours and the peers', are kept by remote address and reused for every message
 to that address, responses included; a CRLFCRLF ping is answered with a CRLF pong (RFC 5626).
@@ -15,6 +16,7 @@ to that address, responses included; a CRLFCRLF ping is answered with a CRLF pon
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
 from collections.abc import Callable
@@ -27,6 +29,8 @@ from bridge.sip.validate import Reject, check, response_to
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 5060
+# 64*T1: by then the sender's client transaction has given up on the request (Timers B and F).
+MESSAGE_TIMEOUT = 32.0
 
 Receiver = Callable[[Request | Response, Peer], None]
 
@@ -47,20 +51,36 @@ def stamp_via(request: Request, source: Address) -> None:
 
 def response_peer(request: Request, source: Address, transport: str) -> Peer:
     """Where the responses to a request that came from `source` go (§18.2.2, RFC 3581 §4), read
-    from its top Via once `stamp_via` has run."""
+    from its top Via once `stamp_via` has run. A maddr that is a host name is ignored: it would
+    need RFC 3263 lookups, and a socket's sendto does them synchronously, stalling the event
+    loop for as long as the peer's DNS takes."""
     via = request.top_via
     host = via.received or via.host.strip("[]")
     sent_by_port = via.port or DEFAULT_PORT
     if transport != "UDP":
         return Peer(transport, source, (host, sent_by_port))
-    if via.maddr is not None:
-        return Peer(transport, (via.maddr.strip("[]"), sent_by_port))
+    maddr = None if via.maddr is None else via.maddr.strip("[]")
+    if maddr is not None and _is_address(maddr):
+        return Peer(transport, (maddr, sent_by_port))
     return Peer(transport, (host, via.rport or sent_by_port))
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class SipTransport:
     """Listens on UDP and TCP at `host`:`port` (0: any free port, the same for both) and hands
     each message to `receiver`; `send` writes to a peer."""
+
+    message_timeout: float = MESSAGE_TIMEOUT
+    """Seconds a TCP peer has to complete a message once it has sent part of it; then the
+    connection is closed, since a message that never completes (a Content-Length beyond what
+    follows, a header section without its empty line) would otherwise hold it forever."""
 
     def __init__(
         self,
@@ -80,6 +100,7 @@ class SipTransport:
         self._connections: dict[Address, _TcpConnection] = {}
         self._connecting: dict[Address, list[bytes]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._open = False
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -101,10 +122,12 @@ class SipTransport:
                 continue
             self._udp = udp
             self.port = bound
+            self._open = True
             return
         raise OSError(f"no port free for both UDP and TCP on {self.host}")
 
     async def close(self) -> None:
+        self._open = False
         if self._udp is not None:
             self._udp.close()
         for task in list(self._tasks):
@@ -116,9 +139,12 @@ class SipTransport:
             await self._server.wait_closed()
 
     def send(self, data: bytes, peer: Peer) -> None:
+        """Raises OSError unless started and not closed: transaction timers go on firing after
+        `close`, and a transaction fails on this as on any transport error."""
+        if not self._open:
+            raise OSError("transport not open")
         if peer.transport == "UDP":
-            if self._udp is None:
-                raise OSError("transport not started")
+            assert self._udp is not None
             self._udp.sendto(data, peer.address)
         else:
             self._send_stream(data, peer)
@@ -212,6 +238,7 @@ class _TcpConnection(asyncio.Protocol):
         self._owner = owner
         self._framer = StreamFramer()
         self._transport: asyncio.Transport | None = None
+        self._deadline: asyncio.TimerHandle | None = None
         self.remote: Address = ("", 0)
 
     @property
@@ -240,8 +267,31 @@ class _TcpConnection(asyncio.Protocol):
                 self.write(PONG)
             else:
                 self._owner._message(item, self.remote, "TCP")
+        # Each message gets the whole timeout from its own first byte.
+        if any(not isinstance(item, Ping) for item in items) or not self._framer.in_message:
+            self._stop_deadline()
+        if self._framer.in_message and self._deadline is None and not self.closing:
+            self._deadline = asyncio.get_running_loop().call_later(
+                self._owner.message_timeout, self._stalled
+            )
+
+    def _stalled(self) -> None:
+        self._deadline = None
+        log.debug(
+            "closing TCP connection from %s: %d bytes of a message still unfinished after %g s",
+            self.remote,
+            self._framer.pending,
+            self._owner.message_timeout,
+        )
+        self.close()
+
+    def _stop_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_deadline()
         self._owner._unregister(self)
 
     def write(self, data: bytes) -> None:

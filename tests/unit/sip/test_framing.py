@@ -116,3 +116,14 @@ def test_body_limit() -> None:
 def test_datagram_keepalives() -> None:
     assert is_keepalive(b"\r\n\r\n") and is_keepalive(b"\r\n")
     assert not is_keepalive(b"") and not is_keepalive(SECOND)
+
+
+def test_in_message_is_part_of_a_message_not_keepalive_bytes() -> None:
+    framer = StreamFramer()
+    assert not framer.in_message
+    framer.feed(b"\r\n")  # a pong, or half a ping
+    assert framer.pending == 2 and not framer.in_message
+    framer.feed(b"\r\n" + FIRST[:1])
+    assert framer.in_message
+    framer.feed(FIRST[1:])
+    assert framer.pending == 0 and not framer.in_message

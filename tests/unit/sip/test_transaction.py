@@ -543,3 +543,26 @@ def test_transport_failed_fails_the_transactions_on_that_stream(
     assert [r.status for r in got] == [503] and untouched == []
     assert [failure for _, failure in tu.failures] == [Failure.TRANSPORT]
     assert len(table) == 1
+
+
+def test_an_ack_check_refuses_still_ends_timer_g_but_never_reaches_the_tu(
+    wire: Wire, tu: Tu, table: TransactionTable
+) -> None:
+    # RFC 4475 §3.1.2.11: headers in the Request-URI get the INVITE a 400, and its ACK, which
+    # copies that Request-URI, is refused by check as well.
+    escaped = parse_uri("sip:bot@bridge.example.com?Route=%3Csip:example.com%3E")
+    invite = request()
+    invite.uri = escaped
+    table.receive(invite, UDP)
+    assert wire.statuses() == [400] and tu.requests == []
+    ack = request("ACK", to_tag="b2", cseq_method="ACK")
+    ack.uri = escaped
+    wrong_branch = request("ACK", branch="z9hG4bKother", to_tag="b2", cseq_method="ACK")
+    wrong_branch.uri = escaped
+    table.receive(wrong_branch, UDP)
+    wire.clock.advance(0.5)
+    assert wire.statuses() == [400, 400]
+    table.receive(ack, UDP)
+    wire.clock.advance(30)
+    assert wire.statuses() == [400, 400] and tu.acks == [] and tu.failures == []
+    assert len(table) == 0
