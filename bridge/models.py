@@ -242,6 +242,28 @@ class Message(Record):
     meta: dict[str, Any] | None = None
 
 
+class CallDetails(Record):
+    """What the telephone network said about a phone conversation's call."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_serialization_defaults_required=True,
+        populate_by_name=True,
+        serialize_by_alias=True,
+    )
+    from_: str = Field(
+        alias="from",
+        description="The From header's URI as the caller sent it (user_id is the caller as "
+        "identified: a trusted P-Asserted-Identity wins over From).",
+        examples=["sip:+15551234567@pbx.example.com"],
+    )
+    to: str = Field(description="The To header's URI.", examples=["sip:+15550100@bridge"])
+    call_id: str = Field(description="The SIP Call-ID.")
+    codec: str | None = Field(
+        description="The audio codec of the call: PCMU, PCMA or G722.", examples=["G722"]
+    )
+
+
 class Conversation(Record):
     conversation_id: ConversationId
     agent_id: AgentId
@@ -258,7 +280,7 @@ class Conversation(Record):
     feedback: Feedback | None = None
     metrics: Metrics = Field(default_factory=Metrics)
     node: str | None = None
-    call: dict[str, Any] | None = None
+    call: CallDetails | None = None
 
 
 class Webhook(Record):

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from bridge.frame_clock import FrameClock
-from bridge.models import Agent, ConversationSettings
+from bridge.models import Agent, CallDetails, ConversationSettings
 from bridge.session import HandoffOutcome, Session
 from bridge.sessions import Sessions
 from bridge.settings import Settings
@@ -235,14 +235,14 @@ class PhoneCall:
                 settings=ConversationSettings(),
                 channel="phone",
                 node=bridge.config.node,
-                call={
+                call=CallDetails(
                     # The From header as sent; user_id is the caller as identified (a trusted
                     # P-Asserted-Identity wins over From).
-                    "from": str(call.dialog.remote.uri),
-                    "to": str(call.callee.uri),
-                    "call_id": call.call_id,
-                    "codec": call.negotiated.codec.name if call.negotiated else None,
-                },
+                    from_=str(call.dialog.remote.uri),
+                    to=str(call.callee.uri),
+                    call_id=call.call_id,
+                    codec=call.negotiated.codec.name if call.negotiated else None,
+                ),
             )
             self.conversation_id = conversation.conversation_id
             session = await bridge.sessions.open(conversation.conversation_id)

@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field, field_validator
 from api.schemas.common import LanguageTag, ListQuery, Output, QueryDateTime, Strict
 from bridge.models import (
     AgentId,
+    CallDetails,
     Channel,
     ConversationId,
     ConversationSettings,
@@ -109,7 +110,7 @@ class ConversationDetail(ConversationSummary):
     feedback: Feedback | None
     initial_context: dict[str, Any]
     settings: ConversationSettings
-    call: dict[str, Any] | None = Field(None, description="SIP details of a phone conversation.")
+    call: CallDetails | None = Field(None, description="SIP details of a phone conversation.")
 
 
 class ConversationEnd(Strict):

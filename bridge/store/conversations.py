@@ -11,6 +11,7 @@ from redis.asyncio.client import Pipeline
 
 from bridge import clock, conversation_metrics, events, ids, lifecycle
 from bridge.models import (
+    CallDetails,
     Channel,
     Conversation,
     ConversationSettings,
@@ -68,7 +69,7 @@ class Conversations(Part):
         channel: Channel = "websocket",
         token_ttl: int | None = None,
         node: str | None = None,
-        call: dict[str, Any] | None = None,
+        call: CallDetails | None = None,
     ) -> tuple[Conversation, str | None]:
         """Create an active conversation; with `token_ttl`, also a cvt_ token that opens it."""
         ms = clock.now_ms()
