@@ -323,5 +323,16 @@ def user_agent(
             advertised_host=settings.sip_advertised_host,
             max_calls=settings.sip_max_calls,
             trusted_networks=settings.sip_trusted_networks,
+            allowed_networks=settings.sip_allowed_networks,
+            rate_limit=settings.sip_rate_limit,
+            rate_burst=settings.sip_rate_burst,
+            auth_realm=settings.sip_auth_realm,
+            auth_username=settings.sip_auth_username,
+            auth_password=(
+                None
+                if settings.sip_auth_password is None
+                else settings.sip_auth_password.get_secret_value()
+            ),
+            auth_algorithms=settings.sip_auth_algorithms,
         ),
     )

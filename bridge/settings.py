@@ -13,7 +13,15 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import AnyHttpUrl, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 from pydantic_settings import (
     BaseSettings,
@@ -61,6 +69,37 @@ class Settings(BaseSettings):
     sip_trusted_networks: tuple[str, ...] = Field(
         ("127.0.0.0/8", "::1/128"),
         description="Sources whose P-Asserted-Identity names the caller.",
+    )
+    sip_allowed_networks: tuple[str, ...] = Field(
+        ("127.0.0.0/8", "::1/128"),
+        description="Sources whose SIP requests are taken, besides sip_trusted_networks; "
+        "others get no answer at all.",
+    )
+    sip_rate_limit: float = Field(
+        200.0,
+        ge=0,
+        description="New SIP requests a second per source before the excess is dropped; "
+        "0: no limit.",
+    )
+    sip_rate_burst: int = Field(
+        400, ge=1, description="New SIP requests a source may send at once after a quiet spell."
+    )
+    sip_auth_realm: str = Field(
+        "voicebridge",
+        pattern=r"^[!#-\[\]-~ ]{1,128}$",
+        description="Digest realm of the 401 challenges to INVITEs.",
+    )
+    sip_auth_username: str | None = Field(
+        None, min_length=1, max_length=128, description="Digest username callers must give."
+    )
+    sip_auth_password: SecretStr | None = Field(
+        None,
+        description="Digest password; set (with sip_auth_username), INVITEs need credentials.",
+    )
+    sip_auth_algorithms: tuple[str, ...] = Field(
+        ("SHA-256", "MD5"),
+        min_length=1,
+        description="Digest algorithms offered, most preferred first.",
     )
     rtp_inactivity_timeout: float = Field(
         30.0, gt=0, le=3600, description="Seconds without caller RTP before the call is hung up."
@@ -123,7 +162,7 @@ class Settings(BaseSettings):
             raise ValueError(f"must start with one of {', '.join(REDIS_SCHEMES)}")
         return value
 
-    @field_validator("sip_trusted_networks")
+    @field_validator("sip_trusted_networks", "sip_allowed_networks")
     @classmethod
     def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for network in value:
@@ -131,6 +170,21 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(network)
             except ValueError:
                 raise ValueError(f"{network!r} is not a network (e.g. 10.0.0.0/8)") from None
+        return value
+
+    @field_validator("sip_auth_algorithms")
+    @classmethod
+    def _algorithms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        known = ("SHA-256", "MD5")
+        if any(name not in known for name in value) or len(set(value)) != len(value):
+            raise ValueError(f"must list some of {', '.join(known)}, each once")
+        return value
+
+    @field_validator("sip_auth_password")
+    @classmethod
+    def _auth_user(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None and info.data.get("sip_auth_username") is None:
+            raise ValueError("needs VOICEBRIDGE_SIP_AUTH_USERNAME too")
         return value
 
     @model_validator(mode="after")

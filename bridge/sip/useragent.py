@@ -3,6 +3,14 @@ INVITEs into `Call`s (within a call limit, refusing all while draining), routes 
 requests and ACKs to their call, answers OPTIONS and CANCEL, and 481s requests for dialogs it
 does not know.
 
+Trunk security sits in front of the transaction layer (`access`): a request that belongs to a
+live call (in-dialog for one of ours, or a CANCEL of a pending INVITE) always passes, since
+only a party to the call knows its tags and branch; any other request from outside the
+allow-list, from a scanner, from a banned source or over its source's rate is dropped without
+an answer. Responses always pass: only one to a client transaction of ours, whose branch is
+random, is acted on. With a password configured, new INVITEs must carry digest credentials
+(`digest`) and get 401 otherwise; failed attempts ban their source for a while.
+
 `UserAgent.start` puts it on a `SipTransport`; unit tests call `receive` with parsed messages
 and give a `send` that records what goes out.
 """
@@ -15,11 +23,21 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bridge.sip.access import (
+    LOOPBACK,
+    AccessControl,
+    AccessPolicy,
+    DropLog,
+    Verdict,
+    request_source,
+)
 from bridge.sip.call import Call, CallContext
 from bridge.sip.call_interfaces import CallHandler, EndReason, MediaEndpoint
 from bridge.sip.call_rules import CallConfig, negotiate_session_timer
 from bridge.sip.dialog import DialogId, dialog_id_of, new_tag
+from bridge.sip.digest import DEFAULT_ALGORITHMS, DigestAuthenticator, Outcome
 from bridge.sip.fields import Via
+from bridge.sip.grammar import SipParseError
 from bridge.sip.message import Request, Response
 from bridge.sip.timers import AsyncioClock, Clock
 from bridge.sip.transaction import (
@@ -48,9 +66,28 @@ class UserAgentConfig:
     max_calls: int = 200
     retry_after: int = 30
     """Retry-After (seconds) of our 503s when full or draining."""
-    trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
-    """Sources whose P-Asserted-Identity we believe."""
+    trusted_networks: tuple[str, ...] = LOOPBACK
+    """Sources whose P-Asserted-Identity we believe; they are allowed too, and never banned."""
+    allowed_networks: tuple[str, ...] = LOOPBACK
+    """Sources whose new requests are taken at all (besides the trusted ones)."""
+    rate_limit: float = 200.0
+    """New requests a second per source (0: no limit): see `AccessPolicy`."""
+    rate_burst: int = 400
+    auth_realm: str = "voicebridge"
+    auth_username: str | None = None
+    auth_password: str | None = field(default=None, repr=False)
+    """Set (with `auth_username`): new INVITEs need digest credentials."""
+    auth_algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
     call: CallConfig = field(default_factory=CallConfig)
+
+    @property
+    def access_policy(self) -> AccessPolicy:
+        return AccessPolicy(
+            allowed=(*self.allowed_networks, *self.trusted_networks),
+            never_banned=self.trusted_networks,
+            rate=self.rate_limit,
+            burst=self.rate_burst,
+        )
 
 
 class UserAgent:
@@ -84,6 +121,19 @@ class UserAgent:
             forget=self._forget,
             trusted=tuple(ipaddress.ip_network(net) for net in self.config.trusted_networks),
         )
+        self.access = AccessControl(self.config.access_policy, self.clock)
+        self._drop_log = DropLog(self.clock)
+        self._digest: DigestAuthenticator | None = None
+        if self.config.auth_password is not None:
+            if self.config.auth_username is None:
+                raise ValueError("a digest password needs a username")
+            self._digest = DigestAuthenticator(
+                self.config.auth_realm,
+                self.config.auth_username,
+                self.config.auth_password,
+                self.clock,
+                algorithms=self.config.auth_algorithms,
+            )
 
     # --- wiring ---------------------------------------------------------------------------------
 
@@ -106,7 +156,37 @@ class UserAgent:
         self._sender = sender
 
     def receive(self, message: Request | Response, peer: Peer) -> None:
+        if isinstance(message, Request) and not self._admit(message, peer):
+            return
         self.table.receive(message, peer)
+
+    def _admit(self, request: Request, peer: Peer) -> bool:
+        if self._live(request):
+            return True
+        source = request_source(request, peer)
+        verdict = self.access.check(
+            source, request.headers.get("User-Agent"), rated=request.method != "ACK"
+        )
+        if verdict is Verdict.ACCEPT:
+            return True
+        if self._drop_log.should_log(source):
+            log.info(
+                "dropping requests from %s: %s (%s); not logged again for a minute",
+                "/".join(source),
+                verdict.value,
+                request.method,
+            )
+        return False
+
+    def _live(self, request: Request) -> bool:
+        """Whether a request belongs to a call of ours: in-dialog for one, or a CANCEL of an
+        INVITE still being answered. What cannot be read is not: the table refuses it."""
+        try:
+            if request.to_tag is not None:
+                return dialog_id_of(request) in self._calls
+            return request.method == "CANCEL" and self.table.find_invite(request) is not None
+        except SipParseError:
+            return False
 
     def _send(self, data: bytes, peer: Peer) -> None:
         if self._sender is None:
@@ -184,6 +264,8 @@ class UserAgent:
 
     def _invite(self, transaction: InviteServerTransaction) -> None:
         request = transaction.request
+        if self._digest is not None and not self._authenticated(self._digest, transaction):
+            return
         if self.draining or self.full:
             self._reply(transaction, 503, (("Retry-After", str(self.config.retry_after)),))
             return
@@ -198,6 +280,29 @@ class UserAgent:
         task = asyncio.get_running_loop().create_task(call.run(self.handler))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _authenticated(
+        self, digest: DigestAuthenticator, transaction: InviteServerTransaction
+    ) -> bool:
+        """Check the INVITE's credentials; when they do not do, answer 401 with a challenge."""
+        request = transaction.request
+        source = request_source(request, transaction.peer)
+        bound = "/".join(source)
+        outcome = digest.verify(request.method, request.headers.get_all("Authorization"), bound)
+        if outcome is Outcome.OK:
+            self.access.auth_succeeded(source)
+            return True
+        if outcome is Outcome.FAILED and self.access.auth_failed(source):
+            log.warning(
+                "banned %s for %g s after %d failed digest attempts",
+                bound,
+                self.access.policy.ban_seconds,
+                self.access.policy.max_failures,
+            )
+        self.access.counters.auth_challenges += 1
+        challenges = digest.challenge(bound, stale=outcome is Outcome.STALE)
+        self._reply(transaction, 401, tuple(("WWW-Authenticate", c) for c in challenges))
+        return False
 
     def _options(self, transaction: ServerTransaction) -> None:
         if self.draining or self.full:

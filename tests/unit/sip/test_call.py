@@ -561,3 +561,48 @@ async def test_drain_hangs_up_what_is_left() -> None:
     h.answer_client(bye, 200)
     await asyncio.wait_for(task, 1)
     assert handler.ended == [EndReason.API_END]
+
+
+def _credentials(messages: list[Request | Response]) -> list[str]:
+    return [
+        name
+        for message in messages
+        for name in ("Authorization", "Proxy-Authorization")
+        if name in message.headers
+    ]
+
+
+@pytest.mark.parametrize("status", [401, 407])
+async def test_a_challenged_refer_is_rejected_without_credentials(status: int) -> None:
+    """We keep no credentials, so a challenge to our request is a plain failure: no retry,
+    never an Authorization for whatever realm the peer names."""
+    h = Harness(Handler())
+    call = await h.establish()
+    task, refer = await _transfer(h, call)
+    challenge = 'Digest realm="evil.example", nonce="abc", qop="auth"'
+    name = "WWW-Authenticate" if status == 401 else "Proxy-Authenticate"
+    h.answer_client(refer, status, f"{name}: {challenge}")
+    result = await task
+    assert (result.outcome, result.status) == (TransferOutcome.REJECTED, status)
+    h.clock.advance(64)
+    after = h.take()
+    assert only_requests(after, "REFER") == []
+    assert _credentials(after) == []
+    assert h.ua.calls == [call]
+
+
+@pytest.mark.parametrize("status", [401, 407])
+async def test_a_challenged_bye_ends_the_call_without_credentials(status: int) -> None:
+    handler = Handler()
+    h = Harness(handler)
+    call = await h.establish()
+    call.hangup(EndReason.API_END)
+    (bye,) = only_requests(h.take(), "BYE")
+    name = "WWW-Authenticate" if status == 401 else "Proxy-Authenticate"
+    h.answer_client(bye, status, f'{name}: Digest realm="evil.example", nonce="abc"')
+    assert await call.wait_ended() is EndReason.API_END
+    h.clock.advance(64)
+    after = h.take()
+    assert only_requests(after, "BYE") == []
+    assert _credentials(after) == []
+    assert handler.ended == [EndReason.API_END]
