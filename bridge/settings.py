@@ -68,7 +68,8 @@ class Settings(BaseSettings):
     )
     sip_trusted_networks: tuple[str, ...] = Field(
         ("127.0.0.0/8", "::1/128"),
-        description="Sources whose P-Asserted-Identity names the caller.",
+        description="Sources whose P-Asserted-Identity names the caller; their SIP requests are "
+        "taken and they are never banned.",
     )
     sip_allowed_networks: tuple[str, ...] = Field(
         ("127.0.0.0/8", "::1/128"),
