@@ -1,6 +1,7 @@
-"""Graceful drain of the real `voicebridge serve` with calls up: SIGTERM refuses new calls and
+"""The real `voicebridge serve` with calls up. Graceful drain: SIGTERM refuses new calls and
 OPTIONS pings with 503, lets a live call end on its own within `sip_drain_timeout`, hangs up the
-call still up when the time runs out (its conversation ends as `shutdown`), and exits 0."""
+call still up when the time runs out (its conversation ends as `shutdown`), and exits 0. And a
+call ended through another process's API is hung up by the one that holds it."""
 
 from __future__ import annotations
 
@@ -133,3 +134,50 @@ async def drain_with_two_calls(
     assert second.successful_calls == 1, (second.errors, second.screen)
     assert code == 0, "".join(serve.stderr)
     return waited
+
+
+async def test_ending_a_call_through_another_process_hangs_it_up(
+    serve: ServeProcess, tmp_path: Path
+) -> None:
+    """The REST end reaches the process that holds the call through Redis, which sends BYE."""
+    assert serve.bootstrap_key is not None
+    headers = {"Authorization": f"Bearer {serve.bootstrap_key}"}
+    other = ServeProcess(serve.env | {"VOICEBRIDGE_NODE_ID": "other"}, tmp_path, free_port())
+    await other.start()
+    sipp = None
+    try:
+        async with aiohttp.ClientSession() as http:
+            made = await http.post(
+                f"{other.base_url}/v1/agents",
+                json={"name": "Support line", "phone_numbers": [NUMBER]},
+                headers=headers,
+            )
+            assert made.status == 201, await made.text()
+            sipp = await start_sipp(
+                SippOptions(
+                    scenario_path("call_wait_agent_bye"),
+                    remote=f"127.0.0.1:{serve.env['VOICEBRIDGE_SIP_PORT']}",
+                    service=NUMBER,
+                    keys={"pcap": str(write_pcap(tmp_path, np.zeros(16_000, np.int16)))},
+                    recv_timeout_ms=60_000,
+                ),
+                tmp_path / "sipp",
+            )
+            deadline = time.monotonic() + 60
+            while not (live := await conversations(http, other.base_url, headers)):
+                assert time.monotonic() < deadline, "the call never became a conversation"
+                await asyncio.sleep(0.2)
+            (conversation,) = live
+            ending = await http.post(
+                f"{other.base_url}/v1/conversations/{conversation['conversation_id']}/end",
+                headers=headers,
+            )
+            assert ending.status == 200, await ending.text()
+            result = await sipp.wait(30)
+            assert result.successful_calls == 1, (result.errors, result.screen)
+            (after,) = await conversations(http, other.base_url, headers)
+    finally:
+        if sipp is not None:
+            await sipp.kill()
+        await other.kill()
+    assert (after["end_reason"], after["status"]) == ("api_end", "completed")
