@@ -10,7 +10,7 @@ import pytest
 
 from tests.e2e.conftest import StartUserAgent
 from tests.e2e.phone import NUMBER, Client, ended, make_agent, refused_with, the_conversation
-from tests.sipp import SIPP, SippOptions, run_sipp, scenario_path
+from tests.sipp import SIPP, SippOptions, run_sipp, scenario_path, start_sipp
 
 pytestmark = pytest.mark.skipif(
     SIPP is None,
@@ -85,3 +85,30 @@ async def test_the_caller_is_who_a_trusted_pbx_asserts(
     conversation = await the_conversation(voice_client, auth, ended)
     assert conversation["user_id"] == caller
     assert conversation["call"]["from"] == "sip:anonymous@anonymous.invalid"
+
+
+async def test_a_full_bridge_refuses_new_calls_with_503(
+    voice_client: Client, start_user_agent: StartUserAgent, auth: dict[str, str], tmp_path: Path
+) -> None:
+    ua = await start_user_agent(sip_max_calls=1)
+    await make_agent(voice_client, auth)
+    holding = await start_sipp(
+        SippOptions(
+            scenario_path("call_caller_hangup"),
+            remote=f"127.0.0.1:{ua.port}",
+            service=NUMBER,
+            extra_args=("-d", "4000"),
+        ),
+        tmp_path / "sipp",
+    )
+    try:
+        await the_conversation(voice_client, auth, lambda c: c["status"] == "active")
+        assert await refused_with(ua.port, NUMBER) == 503
+        assert await refused_with(ua.port, NUMBER, "OPTIONS") == 503
+        result = await holding.wait(30)
+    finally:
+        await holding.kill()
+    assert result.successful_calls == 1, (result.errors, result.screen)
+    await the_conversation(voice_client, auth, ended)
+    # The call is over: the bridge takes calls again.
+    assert await refused_with(ua.port, "+15559999999") == 404
