@@ -4,6 +4,7 @@ real LibriVox recording as RTP; the real voice models answer; the store is check
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -42,6 +43,40 @@ def speech_pcap(directory: Path) -> tuple[Path, str, float]:
     silence = np.zeros(int(LEAD_IN_S * 16_000), np.int16)
     padded = np.concatenate([silence, human, np.zeros(int(TAIL_S * 16_000), np.int16)])
     return write_pcap(directory, padded), reference, padded.size / 16_000
+
+
+async def keys_pressed(
+    client: Client,
+    auth: dict[str, str],
+    tmp_path: Path,
+    scenario: Path,
+    port: int,
+    duration_ms: str,
+    pcap: Path | None = None,
+) -> dict[str, Any]:
+    """The conversation of a SIPp call in which the caller presses keys."""
+    result = await run_sipp(
+        SippOptions(
+            scenario,
+            remote=f"127.0.0.1:{port}",
+            # Dialed without the +: carriers deliver both spellings.
+            service=NUMBER.removeprefix("+"),
+            keys={} if pcap is None else {"pcap": str(pcap)},
+            extra_args=("-d", duration_ms),
+        ),
+        timeout=60,
+        workdir=tmp_path / "sipp",
+    )
+    assert result.successful_calls == 1, (result.errors, result.screen)
+    return await the_conversation(client, auth, ended)
+
+
+def pressed(conversation: dict[str, Any]) -> list[str]:
+    return [
+        m["content"]
+        for m in conversation["messages"]
+        if m["type"] == "user" and (m.get("meta") or {}).get("input") == "dtmf"
+    ]
 
 
 async def test_a_caller_is_answered_understood_and_hangs_up(
@@ -126,25 +161,10 @@ async def test_keypad_digits_reach_the_agent(
     # "5" and then "7": digits the built-in agent has no answer for, so each is a turn of its
     # own and the call goes on (a "0" would ask for a person).
     dtmf_to_pcap("57", pcap, duration_ms=120, gap_ms=1500, marker=marker)
-    result = await run_sipp(
-        SippOptions(
-            scenario_path("dtmf_rfc4733"),
-            remote=f"127.0.0.1:{ua.port}",
-            service=NUMBER.removeprefix("+"),
-            keys={"pcap": str(pcap)},
-            extra_args=("-d", "6000"),
-        ),
-        timeout=60,
-        workdir=tmp_path / "sipp",
+    conversation = await keys_pressed(
+        client, auth, tmp_path, scenario_path("dtmf_rfc4733"), ua.port, "6000", pcap
     )
-    assert result.successful_calls == 1, (result.errors, result.screen)
-    conversation = await the_conversation(client, auth, ended)
-    pressed = [
-        m["content"]
-        for m in conversation["messages"]
-        if m["type"] == "user" and (m.get("meta") or {}).get("input") == "dtmf"
-    ]
-    assert pressed == ["5", "7"]
+    assert pressed(conversation) == ["5", "7"]
     assert conversation["end_reason"] == "caller_hangup"
 
 
@@ -153,24 +173,10 @@ async def test_keys_relayed_as_sip_info_reach_the_agent(
 ) -> None:
     client, ua = phone
     await make_agent(client, auth)
-    result = await run_sipp(
-        SippOptions(
-            scenario_path("dtmf_sip_info"),
-            remote=f"127.0.0.1:{ua.port}",
-            service=NUMBER,
-            extra_args=("-d", "2000"),
-        ),
-        timeout=60,
-        workdir=tmp_path / "sipp",
+    conversation = await keys_pressed(
+        client, auth, tmp_path, scenario_path("dtmf_sip_info"), ua.port, "2000"
     )
-    assert result.successful_calls == 1, (result.errors, result.screen)
-    conversation = await the_conversation(client, auth, ended)
-    pressed = [
-        m["content"]
-        for m in conversation["messages"]
-        if m["type"] == "user" and (m.get("meta") or {}).get("input") == "dtmf"
-    ]
-    assert pressed == ["5", "7"]
+    assert pressed(conversation) == ["5", "7"]
 
 
 async def test_a_caller_whose_audio_stops_is_hung_up_for_media_timeout(

@@ -19,7 +19,7 @@ import pytest
 
 from tests.e2e.phone import NUMBER, refused_with, write_pcap
 from tests.integration.procs import ServeProcess, environment, free_port, kill_redis_under
-from tests.sipp import SIPP, SippOptions, scenario_path, start_sipp
+from tests.sipp import SIPP, SippOptions, SippProcess, scenario_path, start_sipp
 
 pytestmark = pytest.mark.skipif(
     SIPP is None,
@@ -56,6 +56,29 @@ async def conversations(
     ]
 
 
+async def support_line(http: aiohttp.ClientSession, base: str, headers: dict[str, str]) -> None:
+    made = await http.post(
+        f"{base}/v1/agents",
+        json={"name": "Support line", "phone_numbers": [NUMBER]},
+        headers=headers,
+    )
+    assert made.status == 201, await made.text()
+
+
+async def caller_waiting_for_bye(serve: ServeProcess, tmp_path: Path) -> SippProcess:
+    """A SIPp call to `serve` that sends a second of silence and waits for the bridge's BYE."""
+    return await start_sipp(
+        SippOptions(
+            scenario_path("call_wait_agent_bye"),
+            remote=f"127.0.0.1:{serve.env['VOICEBRIDGE_SIP_PORT']}",
+            service=NUMBER,
+            keys={"pcap": str(write_pcap(tmp_path, np.zeros(16_000, np.int16)))},
+            recv_timeout_ms=60_000,
+        ),
+        tmp_path / "caller-waits",
+    )
+
+
 async def test_sigterm_drains_live_calls_then_hangs_up_the_rest(
     serve: ServeProcess, tmp_path: Path
 ) -> None:
@@ -84,12 +107,7 @@ async def drain_with_two_calls(
     assert serve.process is not None
     sip_port = int(serve.env["VOICEBRIDGE_SIP_PORT"])
     remote = f"127.0.0.1:{sip_port}"
-    made = await http.post(
-        f"{serve.base_url}/v1/agents",
-        json={"name": "Support line", "phone_numbers": [NUMBER]},
-        headers=headers,
-    )
-    assert made.status == 201, await made.text()
+    await support_line(http, serve.base_url, headers)
     hangs_up = await start_sipp(
         SippOptions(
             scenario_path("call_caller_hangup"),
@@ -99,16 +117,7 @@ async def drain_with_two_calls(
         ),
         tmp_path / "caller-hangs-up",
     )
-    waits = await start_sipp(
-        SippOptions(
-            scenario_path("call_wait_agent_bye"),
-            remote=remote,
-            service=NUMBER,
-            keys={"pcap": str(write_pcap(tmp_path, np.zeros(16_000, np.int16)))},
-            recv_timeout_ms=60_000,
-        ),
-        tmp_path / "caller-waits",
-    )
+    waits = await caller_waiting_for_bye(serve, tmp_path)
     try:
         deadline = time.monotonic() + 60
         while len(await conversations(http, serve.base_url, headers)) < 2:
@@ -147,22 +156,8 @@ async def test_ending_a_call_through_another_process_hangs_it_up(
     sipp = None
     try:
         async with aiohttp.ClientSession() as http:
-            made = await http.post(
-                f"{other.base_url}/v1/agents",
-                json={"name": "Support line", "phone_numbers": [NUMBER]},
-                headers=headers,
-            )
-            assert made.status == 201, await made.text()
-            sipp = await start_sipp(
-                SippOptions(
-                    scenario_path("call_wait_agent_bye"),
-                    remote=f"127.0.0.1:{serve.env['VOICEBRIDGE_SIP_PORT']}",
-                    service=NUMBER,
-                    keys={"pcap": str(write_pcap(tmp_path, np.zeros(16_000, np.int16)))},
-                    recv_timeout_ms=60_000,
-                ),
-                tmp_path / "sipp",
-            )
+            await support_line(http, other.base_url, headers)
+            sipp = await caller_waiting_for_bye(serve, tmp_path)
             deadline = time.monotonic() + 60
             while not (live := await conversations(http, other.base_url, headers)):
                 assert time.monotonic() < deadline, "the call never became a conversation"
