@@ -1,7 +1,10 @@
 """SDP offer/answer (RFC 3264) for a voice bot: which codec, where to send, which way media flows.
 
 We take part in one audio stream per call. In an offer we accept the first audio RTP/AVP stream
-that has a codec in common with us and reject every other m= line with port 0, in place (§6). An
+that has a codec in common with us and reject every other m= line with port 0, in place (§6).
+Only the streams we consider taking are read beyond their m= line (`MediaDescription.check`):
+what a refused stream carries cannot fail the offer. A candidate that does not read is refused
+like the others, and its error (400 Bad SDP) is the offer's when no other stream is usable. An
 answer names exactly one codec (plus telephone-event), the offerer's favourite among ours
 (§6.1: the offer's order wins), under the offerer's payload type numbers, so both directions use
 one codec and the RTP layer never switches codec mid-stream without a new offer.
@@ -179,14 +182,21 @@ def answer(
     this dialog, offer or answer: ours then keeps its o= session id and raises the version only
     when something changed (RFC 3264 §8).
 
-    Raises NoCommonCodec when no audio stream can be used, SdpError for other unusable offers.
+    Raises NoCommonCodec when no audio stream can be used, SdpError for other unusable offers
+    (among them one whose only audio stream with a live port has attributes that do not parse).
     """
     if previous is not None and len(offer.media) < len(previous.media):
         raise SdpError("an offer in a session must keep all its m= lines (RFC 3264 §8)", status=488)
     accepted: NegotiatedMedia | None = None
+    unreadable: SdpError | None = None
     media: list[MediaDescription] = []
     for stream in offer.media:
-        found = None if accepted else _acceptable(offer, stream, local)
+        found = None
+        if accepted is None:
+            try:
+                found = _acceptable(offer, stream, local)
+            except SdpError as exc:
+                unreadable = unreadable or exc
         if found is None:
             media.append(_rejected(stream))
             continue
@@ -203,7 +213,7 @@ def answer(
             )
         )
     if accepted is None:
-        raise _unacceptable(offer, local)
+        raise unreadable or _unacceptable(offer, local)
     description = SessionDescription(
         origin=_origin(local, previous),
         name=SESSION_NAME,
@@ -268,6 +278,7 @@ def accept_answer(our_offer: SessionDescription, answer: SessionDescription) -> 
         raise NoCommonCodec("the answer rejected the audio stream", 304)
     if stream.proto.upper() != offered.proto.upper():
         raise SdpError(f"the answer changed the audio transport to {stream.proto}")
+    stream.check()
     formats = _formats(offered)
     ours = offered.direction() or our_offer.direction() or Direction.SENDRECV
     found = _negotiate(
@@ -291,6 +302,7 @@ def _acceptable(
         return None
     if stream.proto.upper() != AUDIO_PROTO:
         return None
+    stream.check()
     return _negotiate(
         offer,
         stream,

@@ -4,8 +4,13 @@ The parser is lenient where deployed user agents are sloppy: CRLF, LF or CR line
 around lines, blank lines, session-level lines in any order, attributes it does not know (kept
 verbatim, in order). It is strict where the text would mean nothing: a line that is not
 `<letter>=`, a type letter RFC 4566 does not define (§5 says such a description must be ignored
-as a whole), a malformed o=, c=, m=, b= or t= line, or an RTP stream whose payload types, rtpmap,
-fmtp, ptime, maxptime or rtcp attributes do not parse. Every failure is an `SdpError`.
+as a whole), a malformed o=, c=, m=, b= or t= line, or conflicting session-level directions.
+
+What a stream's attributes say (payload types, rtpmap, fmtp, ptime, maxptime, rtcp, direction)
+is checked by `MediaDescription.check`, which offer/answer runs on the streams it takes part in
+only: a stream it refuses with port 0 needs none of it, and offers carry video streams we cannot
+read (`a=rtpmap:31 LPC` without a clock rate, in RFC 4475) or a body that a Content-Length cut
+in the middle of an attribute (RFC 5118). Every failure is an `SdpError`.
 
 i=, u=, e=, p=, r=, z= and k= lines are accepted and dropped: nothing in a phone call uses them
 and an answer never repeats them.
@@ -180,6 +185,19 @@ class MediaDescription:
     def direction(self) -> Direction | None:
         return _direction(self.attributes)
 
+    def check(self) -> None:
+        """Raise SdpError unless every attribute that negotiation reads from this stream
+        parses, so that a bad one fails the offer or answer that carried it (400) instead of
+        surfacing later in the dialog."""
+        self.direction()
+        if self.is_rtp:
+            self.payload_types()
+            self.rtpmaps()
+            self.fmtps()
+            self.ptime()
+            self.maxptime()
+            self.rtcp()
+
     def rtcp(self) -> tuple[int, Connection | None] | None:
         """RFC 3605 a=rtcp: the port, and the address when it is not the stream's own."""
         value = _one(self.attributes, "rtcp")
@@ -226,18 +244,9 @@ def parse(data: bytes | str) -> SessionDescription:
             sections.append([])
         sections[-1].append((kind, value))
     description = _session(sections[0], tuple(_media(section) for section in sections[1:]))
-    # The attributes negotiation reads are checked now, so that a bad one fails the request
-    # that carried it (400) instead of surfacing later in the dialog.
+    # Every stream inherits the session-level direction, so a bad one fails the request that
+    # carried it (400) now instead of surfacing later in the dialog.
     description.direction()
-    for media in description.media:
-        media.direction()
-        if media.is_rtp:
-            media.payload_types()
-            media.rtpmaps()
-            media.fmtps()
-            media.ptime()
-            media.maxptime()
-            media.rtcp()
     return description
 
 

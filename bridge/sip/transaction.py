@@ -132,12 +132,16 @@ class Transaction(ABC):
     def _terminate(self) -> None:
         if self.state is State.TERMINATED:
             return
+        self.stop()
+        if self.on_terminated is not None:
+            self.on_terminated(self)
+
+    def stop(self) -> None:
+        """Terminate without a word to anyone: no timer fires again and nothing more is sent."""
         self.state = State.TERMINATED
         for handle in self._handles.values():
             handle.cancel()
         self._handles.clear()
-        if self.on_terminated is not None:
-            self.on_terminated(self)
 
     def transport_failed(self) -> None:
         """The transport could not deliver to the peer after `send` returned (a TCP connect
@@ -565,6 +569,20 @@ class TransactionTable:
         legacy = sum(len(bucket) for bucket in self._legacy.values())
         return len(self._servers) + legacy + len(self._clients)
 
+    def close(self) -> None:
+        """Stop every transaction and forget it, telling neither the TU nor the peers: for a
+        user agent shutting down, whose transport is gone, so that no timer fires for the up to
+        64*T1 its transactions would otherwise live on. The table stays usable."""
+        for transaction in self._transactions():
+            transaction.stop()
+        self._servers.clear()
+        self._legacy.clear()
+        self._clients.clear()
+
+    def _transactions(self) -> list[Transaction]:
+        transactions: list[Transaction] = [*self._clients.values(), *self._servers.values()]
+        return transactions + [t for bucket in self._legacy.values() for t in bucket]
+
     def receive(self, message: Request | Response, peer: Peer) -> None:
         try:
             if isinstance(message, Response):
@@ -614,9 +632,7 @@ class TransactionTable:
     def transport_failed(self, address: Address) -> None:
         """A stream to `address` could not be opened: every transaction waiting on it fails
         now rather than at its timeout (§17.1.4, §17.2.4)."""
-        transactions: list[Transaction] = [*self._clients.values(), *self._servers.values()]
-        transactions += [t for bucket in self._legacy.values() for t in bucket]
-        for transaction in transactions:
+        for transaction in self._transactions():
             if transaction.peer.reliable and address in (
                 transaction.peer.address,
                 transaction.peer.fallback,

@@ -11,6 +11,15 @@ seconds from a message's first byte to its last. Datagrams up to 65,535 bytes ar
 
 TCP connections, ours and the peers', are kept by remote address and reused for every message
 to that address, responses included; a CRLFCRLF ping is answered with a CRLF pong (RFC 5626).
+
+What peers can hold is bounded. A connection accepted beyond `max_connections` in all or
+`max_connections_per_source` from one address is closed at once. One accepted has
+`message_timeout` seconds to send anything at all, as if a message began with the connection.
+Any connection, ours included, that carries nothing either way for `idle_timeout` seconds is
+closed: long enough that a live call's refreshes and a peer's keep-alives keep theirs open, and
+a call that outlives it loses nothing, since RFC 3261 §18 has a peer open a new connection for
+its next request, our responses go to the Via's sent-by when their connection is gone
+(§18.2.2, `Peer.fallback`), and our requests to the remote target (`Dialog.next_hop`).
 """
 
 from __future__ import annotations
@@ -31,6 +40,18 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 5060
 # 64*T1: by then the sender's client transaction has given up on the request (Timers B and F).
 MESSAGE_TIMEOUT = 32.0
+# Longer than the gaps a live peer leaves: RFC 5626 CRLF keep-alives come every 95-120 s over
+# TCP, RFC 4028 refreshes every Session-Expires/2 (900 s at our 1800 s), OPTIONS pings every
+# minute or so. Kamailio and OpenSIPS close after 120 s by default, but their sample configs
+# raise it to 3605 s, above registration intervals, for UAs behind NAT; PJSIP (Asterisk) closes
+# an incoming connection 600 s after the last transaction on it ended.
+IDLE_TIMEOUT = 3600.0
+# A bridge takes at most a few hundred calls (UserAgentConfig.max_calls: 200), mostly over a few
+# trunk connections. 512 connections and the two RTP sockets of each of 200 calls still fit in
+# the usual 1024-descriptor soft limit; a source gets a quarter of that, so one misbehaving
+# peer cannot take every connection, and even a peer that opens one per call gets 128 calls.
+MAX_CONNECTIONS = 512
+MAX_CONNECTIONS_PER_SOURCE = 128
 
 Receiver = Callable[[Request | Response, Peer], None]
 
@@ -80,7 +101,15 @@ class SipTransport:
     message_timeout: float = MESSAGE_TIMEOUT
     """Seconds a TCP peer has to complete a message once it has sent part of it; then the
     connection is closed, since a message that never completes (a Content-Length beyond what
-    follows, a header section without its empty line) would otherwise hold it forever."""
+    follows, a header section without its empty line) would otherwise hold it forever. On a
+    connection we accepted, the first message's time runs from the accept, so that one which
+    never sends a byte is closed too."""
+    idle_timeout: float = IDLE_TIMEOUT
+    """Seconds a TCP connection may carry nothing either way before it is closed."""
+    max_connections: int = MAX_CONNECTIONS
+    """TCP connections accepted and still open, at most; a new one beyond is closed at once."""
+    max_connections_per_source: int = MAX_CONNECTIONS_PER_SOURCE
+    """The same, for the connections from one IP address."""
 
     def __init__(
         self,
@@ -98,6 +127,7 @@ class SipTransport:
         self._udp: asyncio.DatagramTransport | None = None
         self._server: asyncio.Server | None = None
         self._connections: dict[Address, _TcpConnection] = {}
+        self._accepted_connections: set[_TcpConnection] = set()
         self._connecting: dict[Address, list[bytes]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._open = False
@@ -113,7 +143,10 @@ class SipTransport:
             bound = udp.get_extra_info("sockname")[1]
             try:
                 self._server = await loop.create_server(
-                    lambda: _TcpConnection(self), self.host, bound, reuse_address=True
+                    lambda: _TcpConnection(self, accepted=True),
+                    self.host,
+                    bound,
+                    reuse_address=True,
                 )
             except OSError:
                 udp.close()
@@ -169,7 +202,7 @@ class SipTransport:
         loop = asyncio.get_running_loop()
         try:
             _, connection = await loop.create_connection(
-                lambda: _TcpConnection(self), target[0], target[1]
+                lambda: _TcpConnection(self, accepted=False), target[0], target[1]
             )
         except OSError as exc:
             dropped = self._connecting.pop(target, [])
@@ -182,10 +215,28 @@ class SipTransport:
         for data in self._connecting.pop(target, []):
             connection.write(data)
 
+    def _admit(self, connection: _TcpConnection) -> bool:
+        """Whether a connection just accepted is within the limits; it then counts against
+        them until it closes."""
+        source = connection.remote[0]
+        if len(self._accepted_connections) >= self.max_connections:
+            log.debug(
+                "refused a TCP connection from %s: %d open", source, len(self._accepted_connections)
+            )
+            return False
+        if sum(other.remote[0] == source for other in self._accepted_connections) >= (
+            self.max_connections_per_source
+        ):
+            log.debug("refused a TCP connection from %s: too many from there", source)
+            return False
+        self._accepted_connections.add(connection)
+        return True
+
     def _register(self, connection: _TcpConnection) -> None:
         self._connections[connection.remote] = connection
 
     def _unregister(self, connection: _TcpConnection) -> None:
+        self._accepted_connections.discard(connection)
         if self._connections.get(connection.remote) is connection:
             del self._connections[connection.remote]
 
@@ -234,11 +285,15 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
 
 class _TcpConnection(asyncio.Protocol):
-    def __init__(self, owner: SipTransport) -> None:
+    def __init__(self, owner: SipTransport, *, accepted: bool) -> None:
         self._owner = owner
+        self._accepted = accepted
         self._framer = StreamFramer()
         self._transport: asyncio.Transport | None = None
         self._deadline: asyncio.TimerHandle | None = None
+        self._idle: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()
+        self._last_traffic = self._loop.time()
         self.remote: Address = ("", 0)
 
     @property
@@ -250,12 +305,19 @@ class _TcpConnection(asyncio.Protocol):
         self._transport = transport
         peername = transport.get_extra_info("peername")
         self.remote = (str(peername[0]), int(peername[1]))
+        if self._accepted and not self._owner._admit(self):
+            self.close()
+            return
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._owner._register(self)
+        self._idle = self._loop.call_later(self._owner.idle_timeout, self._check_idle)
+        if self._accepted:
+            self._deadline = self._loop.call_later(self._owner.message_timeout, self._stalled)
 
     def data_received(self, data: bytes) -> None:
+        self._last_traffic = self._loop.time()
         try:
             items = self._framer.feed(data)
         except FramingError as exc:
@@ -267,21 +329,37 @@ class _TcpConnection(asyncio.Protocol):
                 self.write(PONG)
             else:
                 self._owner._message(item, self.remote, "TCP")
-        # Each message gets the whole timeout from its own first byte.
+        # Each message gets the whole timeout from its own first byte (on an accepted connection,
+        # the first one from the accept).
         if any(not isinstance(item, Ping) for item in items) or not self._framer.in_message:
             self._stop_deadline()
         if self._framer.in_message and self._deadline is None and not self.closing:
-            self._deadline = asyncio.get_running_loop().call_later(
-                self._owner.message_timeout, self._stalled
-            )
+            self._deadline = self._loop.call_later(self._owner.message_timeout, self._stalled)
 
     def _stalled(self) -> None:
         self._deadline = None
         log.debug(
-            "closing TCP connection from %s: %d bytes of a message still unfinished after %g s",
+            "closing TCP connection from %s: %s after %g s",
             self.remote,
-            self._framer.pending,
+            f"{self._framer.pending} bytes of a message still unfinished"
+            if self._framer.pending
+            else "nothing received",
             self._owner.message_timeout,
+        )
+        self.close()
+
+    def _check_idle(self) -> None:
+        # One timer per connection, moved only when it fires: rescheduling it for every
+        # message would cost a timer handle each.
+        left = self._last_traffic + self._owner.idle_timeout - self._loop.time()
+        if left > 0:
+            self._idle = self._loop.call_later(left, self._check_idle)
+            return
+        self._idle = None
+        log.debug(
+            "closing TCP connection with %s: no traffic for %g s",
+            self.remote,
+            self._owner.idle_timeout,
         )
         self.close()
 
@@ -292,10 +370,14 @@ class _TcpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_deadline()
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
         self._owner._unregister(self)
 
     def write(self, data: bytes) -> None:
         if self._transport is not None and not self._transport.is_closing():
+            self._last_traffic = self._loop.time()
             self._transport.write(data)
 
     def close(self) -> None:

@@ -17,6 +17,13 @@ connection. Two things are rewritten, both in the top Via only, and only where n
 
 `prepare` checks that neither rewrite changes what the parser and `validate.check` make of the
 message, which tests/unit/sip/test_torture.py holds to DECISIONS.md.
+
+The torture INVITEs that reach the handler are calls like any other: it accepts them all, and
+each gets what its offer deserves (a 200 with our answer, our offer when it has none, 488 without
+a codec in common, 400 for SDP that does not read). The test ACKs every final response and hangs
+up every answered call with BYE. Where a TCP stream stalls after the INVITE, those go over a
+connection of their own, since on the stalled one they would be read as the rest of the stalled
+message.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,15 +43,18 @@ from bridge.sip.call import Call, CallState
 from bridge.sip.call_interfaces import (
     AcceptCall,
     EndReason,
-    RejectCall,
     RouteDecision,
     TransferOutcome,
 )
+from bridge.sip.fields import CSeq, Via
 from bridge.sip.framing import FramingError, StreamFramer
 from bridge.sip.grammar import SipParseError
+from bridge.sip.headers import Headers
 from bridge.sip.message import MalformedMessage, Request, Response, parse
-from bridge.sip.offer_answer import NegotiatedMedia
-from bridge.sip.transaction import make_ack
+from bridge.sip.offer_answer import LocalMedia, NegotiatedMedia, answer
+from bridge.sip.sdp import parse as parse_sdp
+from bridge.sip.sdp import serialize
+from bridge.sip.transaction import make_ack, new_branch
 from bridge.sip.transport import SipTransport
 from bridge.sip.uri import NameAddr, SipUri
 from bridge.sip.useragent import UserAgent, UserAgentConfig
@@ -59,10 +70,18 @@ pytestmark = pytest.mark.skipif(
 HOST = "127.0.0.1"
 SIPP_TRANSPORTS = {"UDP": "u1", "TCP": "t1"}
 HELD, AFTER = "held", "after"
-"""The Request-URI users of the SIPp calls, the only ones the handler accepts."""
+"""The Request-URI users of the SIPp calls."""
+TORTURE = "torture"
+"""The agent the handler gives every other call: the torture INVITEs."""
 DECLINE = 603
-"""The handler's answer to every torture INVITE that reaches it."""
-CALL = (100, 180, DECLINE)
+"""SIPp's answer to the transfer of the held call."""
+ANSWERED = (100, 180, 200)
+"""A torture call answered: 100 at once, 180 once it is a call, 200 with SDP."""
+NO_CODEC = (100, 180, 488)
+"""A torture call whose offer has no codec of ours."""
+BAD_SDP = (100, 180, 400)
+"""A torture call whose offer does not read."""
+CALLS = frozenset({ANSWERED, NO_CODEC, BAD_SDP})
 ANSWER_WAIT = 2.0
 """Seconds each expected response may take."""
 QUIET = 0.5
@@ -73,33 +92,35 @@ MESSAGE_TIMEOUT = 1.0
 # What the user agent answers to the requests `validate.check` lets through ("ok" in
 # DECISIONS.md): OPTIONS 200; a To tag names a dialog, and none of these names ours (481, after
 # the 100 every INVITE gets at once); a new INVITE is a call, routed to the handler, which
-# declines it. The responses match none of our transactions and get nothing.
+# accepts it. RFC 4475's offers are PCMU (and QCELP) audio with a video stream we refuse; 4.6's
+# and 4.9's offer G.726 only. The responses match none of our transactions and get nothing.
 UA_ANSWERS: dict[str, tuple[int, ...]] = {
     "rfc4475/3.1.1.1_wsinv.dat": (100, 481),
-    "rfc4475/3.1.1.3_esc01.dat": CALL,
+    "rfc4475/3.1.1.3_esc01.dat": ANSWERED,
     "rfc4475/3.1.1.6_lwsdisp.dat": (200,),
-    "rfc4475/3.1.1.7_longreq.dat": CALL,
+    "rfc4475/3.1.1.7_longreq.dat": ANSWERED,
     "rfc4475/3.1.1.9_semiuri.dat": (200,),
     "rfc4475/3.1.1.10_transports.dat": (200,),
     "rfc4475/3.1.1.12_unreason.dat": (),
     "rfc4475/3.1.1.13_noreason.dat": (),
-    "rfc4475/3.1.2.9_lwsstart.dat": CALL,
+    "rfc4475/3.1.2.9_lwsstart.dat": ANSWERED,
     "rfc4475/3.1.2.10_trws.dat": (200,),
-    "rfc4475/3.1.2.12_baddate.dat": CALL,
+    "rfc4475/3.1.2.12_baddate.dat": ANSWERED,
     "rfc4475/3.3.11_zeromf.dat": (200,),
-    "rfc4475/3.4.1_inv2543.dat": CALL,
+    # A datagram's body runs to its end: an offer. A stream's INVITE has no body: we offer.
+    "rfc4475/3.4.1_inv2543.dat": ANSWERED,
     "rfc5118/4.5_via-received-param-with-delim.dat": (481,),
     "rfc5118/4.5_via-received-param-no-delim.dat": (200,),
-    "rfc5118/4.6_ipv6-in-sdp.dat": CALL,
+    "rfc5118/4.6_ipv6-in-sdp.dat": NO_CODEC,
     "rfc5118/4.7_mult-ip-in-header.dat": (481,),
-    "rfc5118/4.8_mult-ip-in-sdp.dat": CALL,
-    "rfc5118/4.9_ipv4-mapped-ipv6.dat": CALL,
+    "rfc5118/4.8_mult-ip-in-sdp.dat": ANSWERED,
+    "rfc5118/4.9_ipv4-mapped-ipv6.dat": NO_CODEC,
     "rfc5118/4.10_ipv6-correct-abnf-2-colons.dat": (200,),
 }
 # On a stream, what follows 3.1.1.8's REGISTER is framed too: a new INVITE, then the last octet
 # of its body (its Content-Length is one short) with the file's final CRLFs, which is no message
-# and is dropped.
-LATER_FRAMES: dict[str, tuple[tuple[int, ...], ...]] = {"rfc4475/3.1.1.8_dblreq.dat": (CALL, ())}
+# and is dropped. The INVITE's SDP has `m =video`, which is no SDP line.
+LATER_FRAMES: dict[str, tuple[tuple[int, ...], ...]] = {"rfc4475/3.1.1.8_dblreq.dat": (BAD_SDP, ())}
 # On a stream, these files hold bytes past their message (DECISIONS.md): the start of a next
 # message that never completes, so the connection ends at the message timeout.
 STALLED_TAILS = frozenset(
@@ -161,27 +182,36 @@ class NoMedia:
 
 @dataclass
 class Handler:
-    """Accepts the SIPp calls and declines every other INVITE."""
+    """Accepts every call; keeps the SIPp calls (by Request-URI user) apart from the others,
+    the torture calls, which share Call-IDs."""
 
     established: list[Call] = field(default_factory=list)
     ended: dict[str, EndReason] = field(default_factory=dict)
-    declined: list[str] = field(default_factory=list)
+    torture_routed: int = 0
+    torture_established: int = 0
+    torture_ended: list[EndReason] = field(default_factory=list)
 
     async def route(self, invite: Request, caller: NameAddr) -> RouteDecision:
         user = invite.uri.user if isinstance(invite.uri, SipUri) else None
         if user in (HELD, AFTER):
             return AcceptCall(agent=user, listener=self)
-        self.declined.append(invite.call_id)
-        return RejectCall(DECLINE)
+        self.torture_routed += 1
+        return AcceptCall(agent=TORTURE, listener=self)
 
     def call_established(self, call: Call) -> None:
-        self.established.append(call)
+        if call.agent == TORTURE:
+            self.torture_established += 1
+        else:
+            self.established.append(call)
 
     def dtmf(self, call: Call, digit: str, duration_ms: int | None) -> None:
         pass
 
     def call_ended(self, call: Call, reason: EndReason) -> None:
-        self.ended[call.call_id] = reason
+        if call.agent == TORTURE:
+            self.torture_ended.append(reason)
+        else:
+            self.ended[call.call_id] = reason
 
 
 @pytest.fixture
@@ -293,20 +323,38 @@ class Replay:
         wanted = [status for statuses in per_frame for status in statuses]
         if got != wanted:
             self.problems.append(f"{exchange.name} over {transport}: got {got}, want {wanted}")
-        # Where the stream stalls, an ACK would be read as the rest of the stalled bytes.
-        if got != wanted or not wanted or exchange.expect_closed:
+        if got != wanted or not wanted:
             return
         requests = frames(data, transport)
         for request, answers in zip(requests, _split(responses, per_frame), strict=True):
             invite = read(request, transport)
-            if not answers or status_of(answers[-1]) < 300:
+            if not answers or status_of(answers[-1]) < 200:
                 continue
-            if isinstance(invite, Request) and invite.method == "INVITE":
-                ack = ack_for(invite, answers[-1], transport)
-                if ack is None:
-                    exchange.unacked.add(answers[-1])
-                else:
-                    peer.send(ack, self.address)
+            if not isinstance(invite, Request) or invite.method != "INVITE":
+                continue
+            if exchange.expect_closed:
+                # Where the stream stalls, an ACK would be read as the rest of the stalled bytes.
+                exchange.side = exchange.side or await tcp_peer(self.address)
+            sender = exchange.side or peer
+            final = answers[-1]
+            ack = ack_for(invite, final, transport, sender)
+            if ack is None:
+                exchange.unacked.add(final)
+                continue
+            sender.send(ack, self.address)
+            if status_of(final) < 300:
+                await self.hang_up(exchange, invite, final, sender)
+
+    async def hang_up(self, exchange: Exchange, invite: Request, ok: bytes, peer: Peer) -> None:
+        """End an answered call with BYE, which must get a 200; the 2xx may come again meanwhile
+        (until our ACK arrives)."""
+        exchange.retransmitted.add(ok)
+        response = parse(ok, datagram=exchange.transport == "UDP")
+        assert isinstance(response, Response)
+        peer.send(in_dialog(invite, response, "BYE", peer), self.address)
+        got = [status_of(r) for r in await peer.read(1, ignore=exchange.retransmitted)]
+        if got != [200]:
+            self.problems.append(f"{exchange.name} over {exchange.transport}: BYE got {got}")
 
     async def settle(self) -> None:
         """After the replay: the connections that should end have ended, and nothing more came
@@ -319,16 +367,22 @@ class Replay:
                     self.problems.append(f"{exchange.name}: connection not closed")
         await asyncio.sleep(QUIET)
         for exchange in self.exchanges:
-            peer = exchange.peer
-            if peer.closed.is_set() and not exchange.expect_closed:
+            if exchange.peer.closed.is_set() and not exchange.expect_closed:
                 self.problems.append(f"{exchange.name} over {exchange.transport}: closed")
-            while not peer.received.empty():
-                extra = peer.received.get_nowait()
-                if exchange.transport != "UDP" or extra not in exchange.unacked:
-                    self.problems.append(
-                        f"{exchange.name} over {exchange.transport}: also got {extra[:60]!r}"
-                    )
-            peer.close()
+            if exchange.side is not None and exchange.side.closed.is_set():
+                self.problems.append(f"{exchange.name}: the connection of its ACK closed")
+            for peer in (exchange.peer, exchange.side):
+                if peer is None:
+                    continue
+                while not peer.received.empty():
+                    extra = peer.received.get_nowait()
+                    if extra not in exchange.retransmitted and (
+                        exchange.transport != "UDP" or extra not in exchange.unacked
+                    ):
+                        self.problems.append(
+                            f"{exchange.name} over {exchange.transport}: also got {extra[:60]!r}"
+                        )
+                peer.close()
 
 
 @dataclass
@@ -340,6 +394,10 @@ class Exchange:
     responses: list[bytes] = field(default_factory=list)
     unacked: set[bytes] = field(default_factory=set)
     """Final responses to INVITEs too broken to build an ACK for (3.3.1 has no To to copy)."""
+    retransmitted: set[bytes] = field(default_factory=set)
+    """2xx responses, which the bridge sends again until the ACK arrives, over any transport."""
+    side: Peer | None = None
+    """TCP: the connection the ACKs and BYEs go over when `peer` stalls."""
 
 
 def _split(responses: list[bytes], per_frame: list[tuple[int, ...]]) -> list[list[bytes]]:
@@ -356,15 +414,36 @@ def status_of(response: bytes) -> int:
     return int(match.group(1)) if match else -1
 
 
-def ack_for(invite: Request, final: bytes, transport: str) -> bytes | None:
-    """The ACK of a final non-2xx response (§17.1.1.3), or None when the INVITE's headers are
-    too broken to build one from (the bridge could not match such an ACK anyway)."""
+def ack_for(invite: Request, final: bytes, transport: str, sender: Peer) -> bytes | None:
+    """The ACK of a final response, sent from `sender`: of a non-2xx one (§17.1.1.3), or of a
+    2xx in the dialog it set up; None when the INVITE's headers are too broken to build one
+    from (the bridge could not match such an ACK anyway)."""
     try:
         response = parse(final, datagram=transport == "UDP")
         assert isinstance(response, Response)
+        if response.status < 300:
+            return in_dialog(invite, response, "ACK", sender)
         return make_ack(invite, response).to_bytes()
     except SipParseError:
         return None
+
+
+def in_dialog(invite: Request, ok: Response, method: str, sender: Peer) -> bytes:
+    """The ACK of a 2xx or a BYE in the dialog it set up (§12.2.1.1; no Record-Route here),
+    sent from `sender`. The ACK carries our answer when the 2xx carried the bridge's offer."""
+    via = Via(transport=sender.kind, host=HOST, port=sender.local[1], params=(("rport", None),))
+    headers = Headers()
+    headers.add("Via", str(via.with_param("branch", new_branch())))
+    headers.add("Max-Forwards", "70")
+    headers.add("From", invite.headers.get("From") or "")
+    headers.add("To", ok.headers.get("To") or "")
+    headers.add("Call-ID", invite.call_id)
+    headers.add("CSeq", str(CSeq(invite.cseq.number + (method == "BYE"), method)))
+    body = b""
+    if method == "ACK" and not invite.body:
+        body = serialize(answer(parse_sdp(ok.body), LocalMedia(HOST, free_port())).sdp)
+        headers.add("Content-Type", "application/sdp")
+    return Request(method, ok.contacts[0].uri, headers, body).to_bytes()
 
 
 # --- the test's sockets --------------------------------------------------------------------------
@@ -373,29 +452,46 @@ def ack_for(invite: Request, final: bytes, transport: str) -> bytes | None:
 class Peer(Protocol):
     received: asyncio.Queue[bytes]
     closed: asyncio.Event
+    kind: str
+    """UDP or TCP."""
+
+    @property
+    def local(self) -> tuple[str, int]: ...
 
     def send(self, data: bytes, address: tuple[str, int]) -> None: ...
 
-    async def read(self, count: int) -> list[bytes]: ...
+    async def read(self, count: int, ignore: set[bytes] | None = None) -> list[bytes]: ...
 
     def close(self) -> None: ...
 
 
 class _Reader:
     received: asyncio.Queue[bytes]
+    transport: asyncio.BaseTransport | None
 
-    async def read(self, count: int) -> list[bytes]:
-        """Up to `count` messages, each within ANSWER_WAIT of the one before."""
+    async def read(self, count: int, ignore: set[bytes] | None = None) -> list[bytes]:
+        """Up to `count` messages but those in `ignore`, each within ANSWER_WAIT of the one
+        before."""
         out: list[bytes] = []
         try:
             while len(out) < count:
-                out.append(await asyncio.wait_for(self.received.get(), ANSWER_WAIT))
+                message = await asyncio.wait_for(self.received.get(), ANSWER_WAIT)
+                if message not in (ignore or set()):
+                    out.append(message)
         except TimeoutError:
             pass
         return out
 
+    @property
+    def local(self) -> tuple[str, int]:
+        assert self.transport is not None
+        host, port = self.transport.get_extra_info("sockname")[:2]
+        return str(host), int(port)
+
 
 class UdpPeer(_Reader, asyncio.DatagramProtocol):
+    kind = "UDP"
+
     def __init__(self) -> None:
         self.received = asyncio.Queue()
         self.closed = asyncio.Event()
@@ -418,6 +514,8 @@ class UdpPeer(_Reader, asyncio.DatagramProtocol):
 
 
 class TcpPeer(_Reader, asyncio.Protocol):
+    kind = "TCP"
+
     def __init__(self) -> None:
         self.received = asyncio.Queue()
         self.closed = asyncio.Event()
@@ -468,7 +566,7 @@ def batched(file: str) -> bool:
         decision.stream in ("parse", "reject")
         and file not in LATER_FRAMES
         and file not in STALLED_TAILS
-        and UA_ANSWERS.get(file) != CALL
+        and UA_ANSWERS.get(file) not in CALLS
     )
 
 
@@ -515,7 +613,13 @@ async def test_torture_set_with_a_call_up(
         await replay.settle()
         assert not replay.problems, "\n".join(replay.problems)
         statuses = [s for file in INDEX for s in expected(file, transport).statuses]
-        assert len(handler.declined) == statuses.count(CALL)
+        answered = statuses.count(ANSWERED)
+        refused = sum(statuses.count(call) for call in CALLS) - answered
+        assert handler.torture_routed == answered + refused
+        assert handler.torture_established == answered
+        assert Counter(handler.torture_ended) == Counter(
+            {EndReason.CALLER_HANGUP: answered, EndReason.ERROR: refused}
+        )
 
         assert ua.calls == [call] and call.state is CallState.CONFIRMED
         assert handler.ended == {}

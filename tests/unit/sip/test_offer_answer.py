@@ -36,7 +36,7 @@ from bridge.sip.sdp import (
     parse,
     serialize,
 )
-from tests.unit.sip.test_sdp import SAMPLES, descriptions, rtp_streams
+from tests.unit.sip.test_sdp import MALFORMED_STREAMS, SAMPLES, descriptions, rtp_streams
 
 LOCAL = LocalMedia("192.0.2.200", 40000)
 
@@ -674,3 +674,89 @@ def test_opaque_attributes_never_reach_the_answer() -> None:
     names = {a.name for m in result.sdp.media for a in m.attributes}
     assert names == {"rtpmap", "fmtp", "ptime", "sendrecv"}
     assert Attribute("X-sqn", "0") not in result.sdp.media[0].attributes
+
+
+# --- streams whose attributes do not read ------------------------------------------------------
+
+BROKEN = [text.partition("m=")[2] for text, _ in MALFORMED_STREAMS]
+"""The m= sections of test_sdp's MALFORMED_STREAMS, each an audio stream whose attributes
+`MediaDescription.check` refuses."""
+BROKEN_IDS = [name for _, name in MALFORMED_STREAMS]
+
+
+def offer_of(*sections: str) -> SessionDescription:
+    head = "v=0\r\no=- 100 200 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n"
+    return parse(head + "".join("m=" + section for section in sections))
+
+
+@pytest.mark.parametrize("broken", BROKEN, ids=BROKEN_IDS)
+def test_an_audio_stream_we_would_answer_must_read(broken: str) -> None:
+    with pytest.raises(SdpError) as caught:
+        answer(offer_of(broken), LOCAL)
+    assert caught.value.status == 400
+    assert not isinstance(caught.value, NoCommonCodec)
+
+
+@pytest.mark.parametrize("broken", BROKEN, ids=BROKEN_IDS)
+def test_a_stream_we_refuse_is_not_read(broken: str) -> None:
+    video = broken.replace("audio", "video", 1)
+    result = answered(offer_of("audio 5004 RTP/AVP 0\r\n", video))
+    assert [(m.media, m.port) for m in result.sdp.media] == [("audio", 40000), ("video", 0)]
+    assert result.sdp.media[1].formats == offer_of(video).media[0].formats
+    assert result.sdp.media[1].attributes == ()
+    # Once a stream is taken, the audio streams after it are refused unread too.
+    later = answered(offer_of("audio 5004 RTP/AVP 0\r\n", broken))
+    assert [(m.media, m.port) for m in later.sdp.media] == [("audio", 40000), ("audio", 0)]
+
+
+@pytest.mark.parametrize("broken", BROKEN, ids=BROKEN_IDS)
+def test_an_unreadable_audio_stream_gives_way_to_a_usable_one(broken: str) -> None:
+    result = answered(offer_of(broken, "audio 5006 RTP/AVP 8\r\n"))
+    assert [(m.media, m.port) for m in result.sdp.media] == [("audio", 0), ("audio", 40000)]
+    assert (result.media.codec, result.media.remote_rtp) == (PCMA, ("192.0.2.10", 5006))
+
+
+def test_an_unreadable_audio_stream_explains_the_failure_over_no_common_codec() -> None:
+    with pytest.raises(SdpError, match="bad a=ptime") as caught:
+        answer(
+            offer_of("audio 5004 RTP/AVP 0\r\na=ptime:x\r\n", "audio 5006 RTP/AVP 18\r\n"), LOCAL
+        )
+    assert caught.value.status == 400
+
+
+@pytest.mark.parametrize(
+    ("video", "audio", "codec"),
+    [
+        # RFC 4475 (3.1.1.3 and others): LPC has no clock rate.
+        ("video 3227 RTP/AVP 31\r\na=rtpmap:31 LPC\r\n", "audio 49217 RTP/AVP 0 12\r\n", PCMU),
+        # RFC 5118 4.8: the body's Content-Length cuts the rtpmap short.
+        (
+            "video 6024 RTP/AVP 107\r\nc=IN IP6 2001:db8::1\r\na=rtpmap:107 H263-1998",
+            "audio 22334 RTP/AVP 0\r\nc=IN IP4 192.0.2.1\r\n",
+            PCMU,
+        ),
+    ],
+)
+def test_torture_offers_are_answered(video: str, audio: str, codec: Codec) -> None:
+    result = answered(offer_of(audio, video))
+    assert result.media.codec == codec
+    assert [m.port for m in result.sdp.media] == [40000, 0]
+
+
+def test_torture_offers_without_a_codec_of_ours_are_488() -> None:
+    # RFC 5118 4.6 and 4.9: G.726 only, and a video rtpmap cut short.
+    offered = offer_of(
+        "audio 6000 RTP/AVP 2\r\na=rtpmap:2 G726-32/8000\r\n",
+        "video 6024 RTP/AVP 107\r\na=rtpmap:107 H263-19",
+    )
+    with pytest.raises(NoCommonCodec) as caught:
+        answer(offered, LOCAL)
+    assert (caught.value.status, caught.value.warning_code) == (488, 305)
+
+
+@pytest.mark.parametrize("broken", BROKEN, ids=BROKEN_IDS)
+def test_an_answer_whose_audio_stream_does_not_read(broken: str) -> None:
+    ours = offer(LOCAL)
+    with pytest.raises(SdpError) as caught:
+        accept_answer(ours, offer_of(broken.replace("5004", "6000", 1)))
+    assert caught.value.status == 400

@@ -3,6 +3,7 @@ but valid input, garbage, and round trips."""
 
 from __future__ import annotations
 
+import contextlib
 import string
 
 import pytest
@@ -251,6 +252,8 @@ def test_every_sample_parses_and_round_trips() -> None:
     for name, text in SAMPLES.items():
         description = parse(text)
         assert parse(serialize(description)) == description, name
+        for media in description.media:
+            media.check()
 
 
 def test_canonical_text_serializes_back_byte_for_byte() -> None:
@@ -453,36 +456,40 @@ MALFORMED: list[tuple[str, str, int]] = [
     (HEAD + "m=audio 70000 RTP/AVP 0\r\n", "port out of range", 400),
     (HEAD + "m=audio five RTP/AVP 0\r\n", "port not a number", 400),
     (HEAD + "m=audio 5004/x RTP/AVP 0\r\n", "bad port count", 400),
-    (HEAD + "m=audio 5004 RTP/AVP PCMU\r\n", "RTP format not a number", 400),
-    (HEAD + "m=audio 5004 RTP/AVP 0 200\r\n", "payload type above 127", 400),
     (HEAD + "m=audio 5004 RTP//AVP 0\r\n", "bad proto", 400),
     (HEAD + "m=audio 5004 RTP/AVP 0\r\nt=0 0\r\n", "t= in a media section", 400),
     (HEAD + "m=audio 5004 RTP/AVP 0\r\no=- 1 1 IN IP4 h\r\n", "o= in a media section", 400),
     (HEAD + "m=audio 5004 RTP/AVP 0\r\nc=IN IP4 a\r\nc=IN IP4 b\r\n", "two media c=", 400),
-    (HEAD + "m=audio 5004 RTP/AVP 0\r\na=rtpmap:0 PCMU\r\n", "rtpmap without rate", 400),
-    (HEAD + "m=audio 5004 RTP/AVP 0\r\na=rtpmap:0\r\n", "rtpmap without codec", 400),
-    (HEAD + "m=audio 5004 RTP/AVP 0\r\na=rtpmap:zero PCMU/8000\r\n", "rtpmap pt", 400),
-    (HEAD + "m=audio 5004 RTP/AVP 0\r\na=rtpmap:0 PCMU/fast\r\n", "rtpmap rate", 400),
+    (HEAD + "a=sendrecv\r\na=inactive\r\n", "two session directions", 400),
+    (HEAD + "m=audio 5004 RTP/AVP 0\r\na=ptime:20\x00\r\n", "NUL", 400),
+]
+
+
+# A stream's attributes are read when offer/answer takes part in the stream, not by `parse`: a
+# stream it refuses may carry anything that does not break the line structure.
+MALFORMED_STREAMS: list[tuple[str, str]] = [
+    (HEAD + "m=audio 5004 RTP/AVP PCMU\r\n", "RTP format not a number"),
+    (HEAD + "m=audio 5004 RTP/AVP 0 200\r\n", "payload type above 127"),
+    (HEAD + "m=audio 5004 RTP/AVP 0\r\na=rtpmap:0 PCMU\r\n", "rtpmap without rate"),
+    (HEAD + "m=audio 5004 RTP/AVP 0\r\na=rtpmap:0\r\n", "rtpmap without codec"),
+    (HEAD + "m=audio 5004 RTP/AVP 0\r\na=rtpmap:zero PCMU/8000\r\n", "rtpmap pt"),
+    (HEAD + "m=audio 5004 RTP/AVP 0\r\na=rtpmap:0 PCMU/fast\r\n", "rtpmap rate"),
     (
         HEAD + "m=audio 5004 RTP/AVP 96\r\na=rtpmap:96 PCMU/8000\r\na=rtpmap:96 PCMA/8000\r\n",
         "conflicting rtpmaps",
-        400,
     ),
-    (HEAD + "m=audio 5004 RTP/AVP 0\r\na=fmtp:x 0-15\r\n", "fmtp pt", 400),
+    (HEAD + "m=audio 5004 RTP/AVP 0\r\na=fmtp:x 0-15\r\n", "fmtp pt"),
     (
         HEAD + "m=audio 5004 RTP/AVP 101\r\na=fmtp:101 0-15\r\na=fmtp:101 0-16\r\n",
         "conflicting fmtps",
-        400,
     ),
-    (HEAD + "m=audio 5004 RTP/AVP 0\r\na=ptime:twenty\r\n", "ptime", 400),
-    (HEAD + "m=audio 5004 RTP/AVP 0\r\na=ptime\r\n", "ptime without value", 400),
-    (HEAD + "m=audio 5004 RTP/AVP 0\r\na=ptime:20\r\na=ptime:30\r\n", "two ptimes", 400),
-    (HEAD + "m=audio 5004 RTP/AVP 0\r\na=maxptime:-1\r\n", "maxptime", 400),
-    (HEAD + "m=audio 5004 RTP/AVP 0\r\na=rtcp:port\r\n", "rtcp port", 400),
-    (HEAD + "m=audio 5004 RTP/AVP 0\r\na=rtcp:5005 IN IP4\r\n", "rtcp address", 400),
-    (HEAD + "m=audio 5004 RTP/AVP 0\r\na=sendonly\r\na=recvonly\r\n", "two directions", 400),
-    (HEAD + "a=sendrecv\r\na=inactive\r\n", "two session directions", 400),
-    (HEAD + "m=audio 5004 RTP/AVP 0\r\na=ptime:20\x00\r\n", "NUL", 400),
+    (HEAD + "m=audio 5004 RTP/AVP 0\r\na=ptime:twenty\r\n", "ptime"),
+    (HEAD + "m=audio 5004 RTP/AVP 0\r\na=ptime\r\n", "ptime without value"),
+    (HEAD + "m=audio 5004 RTP/AVP 0\r\na=ptime:20\r\na=ptime:30\r\n", "two ptimes"),
+    (HEAD + "m=audio 5004 RTP/AVP 0\r\na=maxptime:-1\r\n", "maxptime"),
+    (HEAD + "m=audio 5004 RTP/AVP 0\r\na=rtcp:port\r\n", "rtcp port"),
+    (HEAD + "m=audio 5004 RTP/AVP 0\r\na=rtcp:5005 IN IP4\r\n", "rtcp address"),
+    (HEAD + "m=audio 5004 RTP/AVP 0\r\na=sendonly\r\na=recvonly\r\n", "two directions"),
 ]
 
 
@@ -494,6 +501,28 @@ def test_malformed_input_is_an_sdp_error(text: str, status: int) -> None:
         parse(text)
     assert caught.value.status == status
     assert str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "text", [t for t, _ in MALFORMED_STREAMS], ids=[i for _, i in MALFORMED_STREAMS]
+)
+def test_a_streams_attributes_are_checked_only_on_demand(text: str) -> None:
+    (stream,) = parse(text).media
+    with pytest.raises(SdpError) as caught:
+        stream.check()
+    assert caught.value.status == 400
+    assert str(caught.value)
+
+
+def test_torture_offers_with_unreadable_video_streams_parse() -> None:
+    """RFC 4475's INVITEs offer `a=rtpmap:31 LPC` (no clock rate); RFC 5118's bodies are cut by
+    their Content-Length in the middle of the video rtpmap. The audio streams read."""
+    for video in ("a=rtpmap:31 LPC", "a=rtpmap:107 H263-19", "a=rtpmap:107 H263-1998"):
+        text = HEAD + "m=audio 49217 RTP/AVP 0 12\r\nm=video 3227 RTP/AVP 31 107\r\n" + video
+        audio, stream = parse(text).media
+        audio.check()
+        with pytest.raises(SdpError, match="bad a=rtpmap"):
+            stream.check()
 
 
 def test_unsupported_network_carries_its_warning() -> None:
@@ -637,12 +666,16 @@ def test_generated_descriptions_round_trip(description: SessionDescription) -> N
 
 
 def _parse_or_sdp_error(data: str | bytes) -> None:
-    """Whatever parses must serialize and parse back to the same description."""
+    """Whatever parses must serialize and parse back to the same description, and checking its
+    streams raises nothing but SdpError."""
     try:
         description = parse(data)
     except SdpError:
         return
     assert parse(serialize(description)) == description
+    for media in description.media:
+        with contextlib.suppress(SdpError):
+            media.check()
 
 
 @given(st.text())

@@ -566,3 +566,28 @@ def test_an_ack_check_refuses_still_ends_timer_g_but_never_reaches_the_tu(
     wire.clock.advance(30)
     assert wire.statuses() == [400, 400] and tu.acks == [] and tu.failures == []
     assert len(table) == 0
+
+
+def test_close_stops_every_timer_and_forgets_every_transaction(
+    wire: Wire, tu: Tu, table: TransactionTable
+) -> None:
+    invite, _ = client(table, request("INVITE", branch="z9hG4bKout"))
+    options, got = client(table, request("OPTIONS", branch="z9hG4bKopt"))
+    table.receive(request("INVITE", branch="z9hG4bKin"), UDP)
+    (incoming,) = tu.requests
+    assert isinstance(incoming, InviteServerTransaction)
+    incoming.send_response(reply(incoming.request, 486))
+    legacy = request("INVITE", branch="rfc2543", cseq=2)
+    table.receive(legacy, UDP)
+    assert len(table) == 4 and wire.clock.pending > 0
+    sent = len(wire.sent)
+
+    table.close()
+
+    assert len(table) == 0 and wire.clock.pending == 0
+    assert {state(t) for t in (invite, options, incoming, *tu.requests)} == {State.TERMINATED}
+    wire.clock.advance(64)
+    assert len(wire.sent) == sent and got == [] and tu.failures == []
+    # A retransmission now is a new request, as after any transaction ends.
+    table.receive(request("INVITE", branch="z9hG4bKin"), UDP)
+    assert len(table) == 1 and len(tu.requests) == 3
