@@ -151,6 +151,8 @@ class UserAgent:
             task.cancel()
         if self._transport is not None:
             await self._transport.close()
+        # Nothing can go out any more: transaction timers would otherwise fire for up to 64*T1.
+        self.table.close()
 
     def attach(self, sender: Callable[[bytes, Peer], None]) -> None:
         self._sender = sender
