@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     sip_allowed_networks: tuple[str, ...] = Field(
         ("127.0.0.0/8", "::1/128"),
         description="Sources whose SIP requests are taken, besides sip_trusted_networks; "
-        "others get no answer at all.",
+        "others get no answer at all, and their TCP connections are closed unread.",
     )
     sip_rate_limit: float = Field(
         200.0,

@@ -3,9 +3,10 @@ per-source rate limiting and fail2ban-like bans after repeated failed digest att
 
 Pure logic on an injected `Clock`; the user agent asks `AccessControl.check` about each new
 request before the transaction layer sees it and drops, without any answer, what is refused:
-a scanner learns nothing from the user agent. (The transport below still shows that something
-listens: it accepts TCP connections before anything is read, and answers 400 to a request too
-malformed to parse, before any of this can look at it.)
+a scanner learns nothing from the user agent. What the transport meets before there is a
+request to judge, a TCP connection or a message too malformed to parse, it has judged by its
+source alone (`AccessControl.admit`): the allow-list and bans. A source is always the address
+the packet or connection came from (`request_source`), never one a Via names.
 
 What is kept per source lives in one table bounded by `AccessPolicy.max_sources`, least
 recently seen evicted first. Only sources inside the allow-list get an entry, so a flood of
@@ -23,11 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from bridge.sip.grammar import SipParseError
-from bridge.sip.message import Request
 from bridge.sip.timers import Clock
 from bridge.sip.transaction import Peer
-from bridge.sip.uri import is_ip_address
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 LOOPBACK = ("127.0.0.0/8", "::1/128")
@@ -40,10 +38,6 @@ SCANNER_AGENTS = re.compile(
     r"|sundayddr|iwar|sipscan|sip-scan|pplsip|siparmyknife|nmap)(?![a-z0-9])",
     re.IGNORECASE,
 )
-
-Source = tuple[str, ...]
-"""The address(es) a request came from: one, or two when its top Via leaves it open (see
-`request_source`), which must then both pass."""
 
 
 class Verdict(Enum):
@@ -75,7 +69,8 @@ class AccessPolicy:
 
 @dataclass
 class AccessCounters:
-    """What was refused, and why, since the start."""
+    """What was refused, and why, since the start: requests, and TCP connections refused
+    before anything was read from them."""
 
     dropped: Counter[Verdict] = field(default_factory=Counter)
     auth_challenges: int = 0
@@ -101,22 +96,36 @@ class AccessControl:
     def __post_init__(self) -> None:
         self._allowed = networks(self.policy.allowed)
         self._never_banned = networks(self.policy.never_banned)
-        self._sources: OrderedDict[Source, _SourceState] = OrderedDict()
+        self._sources: OrderedDict[str, _SourceState] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._sources)
 
-    def check(self, source: Source, user_agent: str | None, *, rated: bool = True) -> Verdict:
+    def check(self, source: str, user_agent: str | None, *, rated: bool = True) -> Verdict:
         """The verdict on a new request from `source`, counted when it is a refusal. `rated`
         False: the request takes no token (an ACK, which is never answered, so a flood of them
         earns nothing and a live call's must not be lost)."""
-        verdict = self._verdict(source, user_agent, rated)
+        return self._counted(self._verdict(source, user_agent, rated))
+
+    def admit(self, source: str) -> Verdict:
+        """The verdict on `source` alone, counted when it is a refusal: NOT_ALLOWED or BANNED,
+        for what the transport meets before there is a request to judge (a TCP connection, a
+        message too malformed to parse). It takes no token, since each request a connection
+        carries takes its own, and keeps nothing for a source not seen before."""
+        if not contains(self._allowed, source):
+            return self._counted(Verdict.NOT_ALLOWED)
+        state = self._sources.get(source)
+        if state is not None and state.banned_until > self.clock.now():
+            return self._counted(Verdict.BANNED)
+        return Verdict.ACCEPT
+
+    def _counted(self, verdict: Verdict) -> Verdict:
         if verdict is not Verdict.ACCEPT:
             self.counters.dropped[verdict] += 1
         return verdict
 
-    def _verdict(self, source: Source, user_agent: str | None, rated: bool) -> Verdict:
-        if not all(contains(self._allowed, address) for address in source):
+    def _verdict(self, source: str, user_agent: str | None, rated: bool) -> Verdict:
+        if not contains(self._allowed, source):
             return Verdict.NOT_ALLOWED
         if user_agent is not None and is_scanner(user_agent):
             return Verdict.SCANNER
@@ -135,10 +144,10 @@ class AccessControl:
         state.tokens -= 1.0
         return Verdict.ACCEPT
 
-    def auth_failed(self, source: Source) -> bool:
+    def auth_failed(self, source: str) -> bool:
         """Record a failed digest attempt; True when it bans the source."""
         self.counters.auth_failures += 1
-        if all(contains(self._never_banned, address) for address in source):
+        if contains(self._never_banned, source):
             return False
         state = self._state(source)
         now = self.clock.now()
@@ -153,12 +162,12 @@ class AccessControl:
         self.counters.bans += 1
         return True
 
-    def auth_succeeded(self, source: Source) -> None:
+    def auth_succeeded(self, source: str) -> None:
         state = self._sources.get(source)
         if state is not None:
             state.failures = 0
 
-    def _state(self, source: Source) -> _SourceState:
+    def _state(self, source: str) -> _SourceState:
         state = self._sources.get(source)
         if state is not None:
             self._sources.move_to_end(source)
@@ -178,9 +187,9 @@ class DropLog:
         self._clock = clock
         self._interval = interval
         self._capacity = capacity
-        self._logged: OrderedDict[Source, float] = OrderedDict()
+        self._logged: OrderedDict[str, float] = OrderedDict()
 
-    def should_log(self, source: Source) -> bool:
+    def should_log(self, source: str) -> bool:
         now = self._clock.now()
         # Entries go in in time order, so the expired ones are at the front.
         while self._logged and now - next(iter(self._logged.values())) >= self._interval:
@@ -209,24 +218,10 @@ def is_scanner(user_agent: str) -> bool:
     return SCANNER_AGENTS.search(user_agent) is not None
 
 
-def request_source(request: Request, peer: Peer) -> Source:
-    """Where a request came from, as far as the transport lets us know. Over TCP the peer is
-    the connection. Over UDP the transport hands up where responses go, so the source is read
-    back from the top Via it stamped: received= whenever the source differs from the sent-by
-    host, or rport was asked for (then always). When received= is there but the Via host is an
-    IP literal and rport was not asked for, received= may be the sender's own text (the
-    transport leaves it alone when the host is the source): both addresses are returned, and
-    both must pass."""
-    if peer.reliable:
-        return (peer.address[0],)
-    try:
-        via = request.top_via
-    except SipParseError:
-        return (peer.address[0],)
-    host = via.host.strip("[]")
-    received = via.received
-    if received is None:
-        return (host,)
-    if via.wants_rport or not is_ip_address(host):
-        return (received,)
-    return (host, received)
+def request_source(peer: Peer) -> str:
+    """The address a request came from, as the transport saw it. Raises ValueError for a peer
+    the transport did not hand up: where responses go is no source, since a UDP request's Via
+    names it."""
+    if peer.source is None:
+        raise ValueError(f"no source known for a request from {peer}")
+    return peer.source[0]

@@ -30,7 +30,7 @@ import logging
 import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Protocol, TypeVar
 
@@ -53,11 +53,15 @@ V = TypeVar("V")
 class Peer:
     """Where a message came from or goes to. For the response to a TCP request, `address` is
     the connection it came in on and `fallback` where §18.2.2 says to connect when that
-    connection is gone (the received address and the sent-by port)."""
+    connection is gone (the received address and the sent-by port). On what the transport
+    hands up, `source` is where the message came from: over UDP, unlike `address`, no Via can
+    change it. It says nothing about where messages go, so two peers that differ only in it
+    are equal."""
 
     transport: str
     address: Address
     fallback: Address | None = None
+    source: Address | None = field(default=None, compare=False)
 
     @property
     def reliable(self) -> bool:

@@ -1,13 +1,19 @@
 """UDP and TCP transports (RFC 3261 §18) on one address and port.
 
 Each message received is parsed; a request gets RFC 3581's received and rport on its top Via
-(§18.2.1) and is handed up with the `Peer` its responses go to (§18.2.2, `response_peer`). What
-cannot be parsed is answered 400 back to its source when it is a request with enough of an
-envelope to answer (validate.check decides), and otherwise dropped with a debug log. Nothing
-a peer sends can stop a listener: a TCP stream that can no longer be framed loses its
-connection, nothing else; nor can one that stalls mid-message: it has `message_timeout`
-seconds from a message's first byte to its last. Datagrams up to 65,535 bytes are read whole
-(asyncio reads up to 256 KiB).
+(§18.2.1) and is handed up with the `Peer` its responses go to (§18.2.2, `response_peer`), whose
+`source` is where the message came from: the datagram's or the connection's remote address,
+which nothing in the message can change. What cannot be parsed is answered 400 back to its
+source when it is a request with enough of an envelope to answer (validate.check decides), and
+otherwise dropped with a debug log. Nothing a peer sends can stop a listener: a TCP stream that
+can no longer be framed loses its connection, nothing else; nor can one that stalls
+mid-message: it has `message_timeout` seconds from a message's first byte to its last.
+Datagrams up to 65,535 bytes are read whole (asyncio reads up to 256 KiB).
+
+The `admit` hook, when given, judges sources before there is a request to judge: a TCP
+connection from a source it refuses is closed as soon as it is accepted, before anything is
+read, and a message too malformed to parse from there gets no 400. Such a source learns that a
+TCP port is open from the handshake, and nothing else.
 
 TCP connections, ours and the peers', are kept by remote address and reused for every message
 to that address, responses included; a CRLFCRLF ping is answered with a CRLF pong (RFC 5626).
@@ -29,6 +35,7 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Callable
+from dataclasses import replace
 
 from bridge.sip.framing import PONG, FramingError, Ping, StreamFramer, is_keepalive
 from bridge.sip.message import MalformedMessage, Request, Response, parse
@@ -54,6 +61,7 @@ MAX_CONNECTIONS = 512
 MAX_CONNECTIONS_PER_SOURCE = 128
 
 Receiver = Callable[[Request | Response, Peer], None]
+Admit = Callable[[Address], bool]
 
 
 def stamp_via(request: Request, source: Address) -> None:
@@ -117,13 +125,17 @@ class SipTransport:
         port: int,
         receiver: Receiver,
         on_unreachable: Callable[[Address], None] | None = None,
+        admit: Admit | None = None,
     ) -> None:
         """`on_unreachable` hears of each TCP connection that could not be opened, with the
-        messages queued for it dropped (TransactionTable.transport_failed)."""
+        messages queued for it dropped (TransactionTable.transport_failed). `admit`, asked
+        about the source of each TCP connection accepted and of each message too malformed to
+        parse, says whether it may be served at all; None: every source may."""
         self.host = host
         self.port = port
         self._receiver = receiver
         self._on_unreachable = on_unreachable
+        self._admit_source = admit
         self._udp: asyncio.DatagramTransport | None = None
         self._server: asyncio.Server | None = None
         self._connections: dict[Address, _TcpConnection] = {}
@@ -216,9 +228,12 @@ class SipTransport:
             connection.write(data)
 
     def _admit(self, connection: _TcpConnection) -> bool:
-        """Whether a connection just accepted is within the limits; it then counts against
-        them until it closes."""
+        """Whether a connection just accepted is from a source `admit` lets in and within the
+        limits; it then counts against them until it closes."""
         source = connection.remote[0]
+        if not self._admitted(connection.remote):
+            log.debug("refused a TCP connection from %s: source not admitted", source)
+            return False
         if len(self._accepted_connections) >= self.max_connections:
             log.debug(
                 "refused a TCP connection from %s: %d open", source, len(self._accepted_connections)
@@ -231,6 +246,9 @@ class SipTransport:
             return False
         self._accepted_connections.add(connection)
         return True
+
+    def _admitted(self, source: Address) -> bool:
+        return self._admit_source is None or self._admit_source(source)
 
     def _register(self, connection: _TcpConnection) -> None:
         self._connections[connection.remote] = connection
@@ -256,12 +274,19 @@ class SipTransport:
             stamp_via(message, source)
             peer = response_peer(message, source, transport)
         try:
-            self._receiver(message, peer)
+            self._receiver(message, replace(peer, source=source))
         except Exception:
             # A bug above must cost one message, not the listener.
             log.exception("failed to handle a message from %s over %s", source, transport)
 
     def _malformed(self, error: MalformedMessage, source: Address, transport: str) -> None:
+        if not self._admitted(source):
+            log.debug(
+                "dropped a malformed message from %s over %s: source not admitted",
+                source,
+                transport,
+            )
+            return
         verdict = check(error)
         if not isinstance(verdict, Reject) or error.envelope is None:
             log.debug("dropped a message from %s over %s: %s", source, transport, error)

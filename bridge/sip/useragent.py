@@ -7,12 +7,19 @@ Trunk security sits in front of the transaction layer (`access`): a request that
 live call (in-dialog for one of ours, or a CANCEL of a pending INVITE) always passes, since
 only a party to the call knows its tags and branch; any other request from outside the
 allow-list, from a scanner, from a banned source or over its source's rate is dropped without
-an answer. Responses always pass: only one to a client transaction of ours, whose branch is
-random, is acted on. With a password configured, new INVITEs must carry digest credentials
-(`digest`) and get 401 otherwise; failed attempts ban their source for a while.
+an answer. The source is the address the request came from (`Peer.source`), whatever its Via
+says. Before there is a request to judge, the transport asks about the source alone
+(`_admit_source`: allow-list and bans): a TCP connection accepted from elsewhere is closed at
+once, unread, and a message too malformed to parse from there gets no 400. So a live call's
+requests pass from anywhere over UDP and on a connection already open, but not on a new
+connection from outside the allow-list or from a banned source. Responses always pass: only
+one to a client transaction of ours, whose branch is random, is acted on. With a password
+configured, new INVITEs must carry digest credentials (`digest`) and get 401 otherwise;
+failed attempts ban their source for a while.
 
-`UserAgent.start` puts it on a `SipTransport`; unit tests call `receive` with parsed messages
-and give a `send` that records what goes out.
+`UserAgent.start` puts it on a `SipTransport`; unit tests call `receive` with parsed messages,
+each with the `Peer.source` the transport would give it, and give a `send` that records what
+goes out.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from bridge.sip.grammar import SipParseError
 from bridge.sip.message import Request, Response
 from bridge.sip.timers import AsyncioClock, Clock
 from bridge.sip.transaction import (
+    Address,
     Failure,
     InviteServerTransaction,
     NonInviteServerTransaction,
@@ -139,7 +147,11 @@ class UserAgent:
 
     async def start(self) -> None:
         transport = SipTransport(
-            self.config.host, self.config.port, self.receive, self.table.transport_failed
+            self.config.host,
+            self.config.port,
+            self.receive,
+            self.table.transport_failed,
+            admit=self._admit_source,
         )
         await transport.start()
         self._transport = transport
@@ -165,18 +177,27 @@ class UserAgent:
     def _admit(self, request: Request, peer: Peer) -> bool:
         if self._live(request):
             return True
-        source = request_source(request, peer)
+        source = request_source(peer)
         verdict = self.access.check(
             source, request.headers.get("User-Agent"), rated=request.method != "ACK"
         )
+        return self._accepted(source, verdict, request.method)
+
+    def _admit_source(self, source: Address) -> bool:
+        """The transport's question about a TCP connection it accepts, or a message too
+        malformed to parse, before there is any request to judge."""
+        verdict = self.access.admit(source[0])
+        return self._accepted(source[0], verdict, "a TCP connection or an unparsable message")
+
+    def _accepted(self, source: str, verdict: Verdict, what: str) -> bool:
         if verdict is Verdict.ACCEPT:
             return True
         if self._drop_log.should_log(source):
             log.info(
                 "dropping requests from %s: %s (%s); not logged again for a minute",
-                "/".join(source),
+                source,
                 verdict.value,
-                request.method,
+                what,
             )
         return False
 
@@ -288,21 +309,20 @@ class UserAgent:
     ) -> bool:
         """Check the INVITE's credentials; when they do not do, answer 401 with a challenge."""
         request = transaction.request
-        source = request_source(request, transaction.peer)
-        bound = "/".join(source)
-        outcome = digest.verify(request.method, request.headers.get_all("Authorization"), bound)
+        source = request_source(transaction.peer)
+        outcome = digest.verify(request.method, request.headers.get_all("Authorization"), source)
         if outcome is Outcome.OK:
             self.access.auth_succeeded(source)
             return True
         if outcome is Outcome.FAILED and self.access.auth_failed(source):
             log.warning(
                 "banned %s for %g s after %d failed digest attempts",
-                bound,
+                source,
                 self.access.policy.ban_seconds,
                 self.access.policy.max_failures,
             )
         self.access.counters.auth_challenges += 1
-        challenges = digest.challenge(bound, stale=outcome is Outcome.STALE)
+        challenges = digest.challenge(source, stale=outcome is Outcome.STALE)
         self._reply(transaction, 401, tuple(("WWW-Authenticate", c) for c in challenges))
         return False
 

@@ -1,6 +1,7 @@
 """Trunk security against SIPp over loopback: digest-authenticated calls, bans after failed
-attempts, scanners and sources outside the allow-list answered with silence, a flood
-throttled, and the default limits leaving a load test alone."""
+attempts, scanners and sources outside the allow-list answered with silence (the latter's TCP
+connections closed unread), a flood throttled, and the default limits leaving a load test
+alone."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from bridge.sip.access import Verdict
 from bridge.sip.useragent import UserAgent, UserAgentConfig
 from tests.integration.test_sip_calls import FakeMedia, Handler, until
-from tests.sipp import SIPP, SippOptions, SippResult, run_sipp, scenario_path
+from tests.sipp import EXIT_FATAL, SIPP, SippOptions, SippResult, run_sipp, scenario_path
 
 pytestmark = pytest.mark.skipif(
     SIPP is None,
@@ -147,32 +148,42 @@ async def test_scanner_gets_no_answer(tmp_path: Path, transport: str) -> None:
         assert result.failed_calls == 1, result.describe()
 
 
-@pytest.mark.parametrize("transport", ["u1", "t1"])
-async def test_source_outside_the_allow_list_gets_no_answer(tmp_path: Path, transport: str) -> None:
+async def test_source_outside_the_allow_list_gets_no_answer(tmp_path: Path) -> None:
     async with agent(allowed_networks=("10.0.0.0/8",), trusted_networks=("10.0.0.0/8",)) as (
         ua,
         handler,
     ):
         result = await sipp(
-            ua,
-            "options_unanswered",
-            tmp_path,
-            "outside-ping",
-            transport=transport,
-            keys={"agent": "SIPp"},
+            ua, "options_unanswered", tmp_path, "outside-ping", keys={"agent": "SIPp"}
         )
         assert result.ok, result.describe()
         result = await sipp(
-            ua,
-            "call_caller_hangup",
-            tmp_path,
-            "outside-call",
-            transport=transport,
-            recv_timeout_ms=1500,
+            ua, "call_caller_hangup", tmp_path, "outside-call", recv_timeout_ms=1500
         )
         assert result.successful_calls == 0, result.describe()
         assert handler.calls == [] and ua.calls == []
         assert dropped(ua)(Verdict.NOT_ALLOWED) >= 2
+
+
+async def test_tcp_from_outside_the_allow_list_is_closed_unread(tmp_path: Path) -> None:
+    """The connection is closed as soon as it is accepted: SIPp finds it gone when it sends."""
+    async with agent(allowed_networks=("10.0.0.0/8",), trusted_networks=("10.0.0.0/8",)) as (
+        ua,
+        handler,
+    ):
+        for scenario, keys in (
+            ("options_unanswered", {"agent": "SIPp"}),
+            ("call_caller_hangup", None),
+        ):
+            result = await sipp(
+                ua, scenario, tmp_path, scenario, transport="t1", keys=keys, recv_timeout_ms=1500
+            )
+            assert result.returncode == EXIT_FATAL, result.describe()
+            assert "remote peer probably closed the socket" in result.errors, result.describe()
+            assert result.successful_calls == 0, result.describe()
+        assert handler.calls == [] and ua.calls == []
+        # One connection each, refused before anything was read from it.
+        assert ua.access.counters.dropped == {Verdict.NOT_ALLOWED: 2}
 
 
 async def test_a_flood_is_throttled(tmp_path: Path) -> None:

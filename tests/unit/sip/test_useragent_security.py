@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
 
 import pytest
 
@@ -12,12 +15,17 @@ from bridge.settings import SettingsError, load_settings
 from bridge.sip.access import Verdict
 from bridge.sip.call_interfaces import EndReason
 from bridge.sip.digest import parse_digest_params
-from bridge.sip.message import Request, Response
+from bridge.sip.message import Request, Response, parse
 from bridge.sip.transport import response_peer, stamp_via
-from tests.unit.sip.test_call import Handler, Harness, offer, settle
+from bridge.sip.useragent import UserAgent, UserAgentConfig
+from tests.unit.sip.test_call import FakeMedia, Handler, Harness, offer, settle
+from tests.unit.sip.test_transport_limits import QUICK, closed_within
+from tests.unit.sip.test_transport_source import options, udp_socket
 
 OUTSIDE = "203.0.113.9"
 PASSWORD = "s3cret"
+HOST = "127.0.0.1"
+OTHER_SOURCE = "127.0.0.2"
 
 
 def from_source(
@@ -29,8 +37,9 @@ def from_source(
         via = f"{address}:5062;branch={request.top_via.branch};rport"
     request.headers.remove("Via")
     request.headers.add("Via", f"SIP/2.0/{transport} {via}")
-    stamp_via(request, (address, 5062))
-    h.ua.receive(request, response_peer(request, (address, 5062), transport))
+    source = (address, 5062)
+    stamp_via(request, source)
+    h.ua.receive(request, replace(response_peer(request, source, transport), source=source))
 
 
 def statuses(h: Harness) -> list[int]:
@@ -60,9 +69,26 @@ async def test_allowed_and_trusted_networks() -> None:
 
 async def test_a_via_claiming_loopback_does_not_let_an_outsider_in() -> None:
     h = Harness(Handler())
-    for via in ("127.0.0.1:5060;branch=z9hG4bK1", f"{OUTSIDE};branch=z9hG4bK2;received=127.0.0.1"):
+    for via in (
+        "127.0.0.1:5060;branch=z9hG4bK1",
+        f"{OUTSIDE};branch=z9hG4bK2;received=127.0.0.1",
+        f"{OUTSIDE};branch=z9hG4bK3;maddr=127.0.0.1",
+        "127.0.0.1;branch=z9hG4bK4;received=127.0.0.1;rport=5060",
+    ):
         from_source(h, h.request("OPTIONS", in_dialog=False), OUTSIDE, via=via)
     assert h.sent == []
+    assert h.ua.access.counters.dropped == {Verdict.NOT_ALLOWED: 4}
+
+
+async def test_a_peer_behind_nat_without_rport_is_judged_by_where_it_sends_from() -> None:
+    """Its Via names its private address, outside the allow-list, and asks for no rport; its
+    packets come from an allowed address, where the answer goes (received=, sent-by port)."""
+    h = Harness(Handler())
+    request = h.request("OPTIONS", in_dialog=False)
+    from_source(h, request, "127.0.0.1", via="10.1.1.1:5070;branch=z9hG4bKnat")
+    ((response, peer),) = h.sent
+    assert isinstance(response, Response) and response.status == 200
+    assert peer.address == ("127.0.0.1", 5070)
 
 
 async def test_scanners_get_no_answer_even_from_allowed_sources() -> None:
@@ -302,3 +328,80 @@ def test_settings() -> None:
         with pytest.raises(SettingsError):
             load_settings(**bad)
     assert PASSWORD not in repr(auth_harness().ua.config)
+
+
+# --- on real sockets: what the transport asks before there is a request ------------------------
+
+
+@asynccontextmanager
+async def started(**config: object) -> AsyncIterator[UserAgent]:
+    ua = UserAgent(
+        Handler(),
+        FakeMedia,
+        UserAgentConfig(host=HOST, port=0, **config),  # type: ignore[arg-type]
+    )
+    await ua.start()
+    try:
+        yield ua
+    finally:
+        await ua.close()
+
+
+async def test_a_malformed_request_from_a_refused_source_gets_no_400() -> None:
+    async with started(allowed_networks=(f"{HOST}/32",), trusted_networks=()) as ua:
+        refused, refused_socket, refused_port = await udp_socket(OTHER_SOURCE)
+        allowed, allowed_socket, allowed_port = await udp_socket(HOST)
+        try:
+            for sender, port in ((refused, refused_port), (allowed, allowed_port)):
+                broken = options(f"{HOST}:{port};branch=z9hG4bKbad;rport", cseq="one")
+                sender.sendto(broken, (HOST, ua.port))
+            answer = await asyncio.wait_for(allowed_socket.received.get(), 2)
+            assert answer.startswith(b"SIP/2.0 400 ")
+            # Loopback datagrams are read in order: the refused one was dealt with first.
+            assert refused_socket.received.empty()
+            assert ua.access.counters.dropped == {Verdict.NOT_ALLOWED: 1}
+        finally:
+            refused.close()
+            allowed.close()
+
+
+async def test_a_tcp_connection_from_outside_the_allow_list_is_closed_at_once() -> None:
+    async with started(allowed_networks=("10.0.0.0/8",), trusted_networks=()) as ua:
+        reader, writer = await asyncio.open_connection(HOST, ua.port)
+        try:
+            assert await closed_within(reader, QUICK)
+        finally:
+            writer.close()
+        assert ua.access.counters.dropped == {Verdict.NOT_ALLOWED: 1}
+
+
+async def test_a_tcp_connection_from_a_banned_source_is_closed_at_once() -> None:
+    async with started(trusted_networks=()) as ua:
+        kept, kept_writer = await asyncio.open_connection(HOST, ua.port)
+        try:
+            assert not await closed_within(kept, QUICK)
+            for _ in range(ua.access.policy.max_failures):
+                ua.access.auth_failed(HOST)
+            reader, writer = await asyncio.open_connection(HOST, ua.port)
+            writer.close()
+            assert await closed_within(reader, QUICK)
+            assert ua.access.counters.dropped == {Verdict.BANNED: 1}
+            # A ban refuses new connections; the one already open is judged request by request.
+            assert not kept.at_eof()
+        finally:
+            kept_writer.close()
+
+
+async def test_a_peer_behind_nat_is_answered_over_real_sockets() -> None:
+    """The Via names a private address outside the allow-list, without rport; the datagram
+    comes from loopback, which is allowed. The answer goes to received= and the sent-by port."""
+    async with started() as ua:
+        sender, protocol, port = await udp_socket(HOST)
+        try:
+            sender.sendto(options(f"10.1.1.1:{port};branch=z9hG4bKnat"), (HOST, ua.port))
+            response = parse(await asyncio.wait_for(protocol.received.get(), 2), datagram=True)
+            assert isinstance(response, Response) and response.status == 200
+            assert response.top_via.received == HOST
+            assert ua.access.counters.dropped == {}
+        finally:
+            sender.close()
