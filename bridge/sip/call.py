@@ -127,7 +127,10 @@ class Call:
         self.dialog = Dialog.from_invite(
             invite=self.invite, local_tag=local_tag, contact=context.contact(self.peer.transport)
         )
-        self.caller = caller_identity(self.invite, self.peer.address[0], context.trusted)
+        # Trust is judged by where the INVITE came from: where responses go is the Via's to say,
+        # and a sender could name a trusted address there (maddr) to have its identity believed.
+        source = "" if self.peer.source is None else self.peer.source[0]
+        self.caller = caller_identity(self.invite, source, context.trusted)
         self.callee = without_tag(self.invite.to_addr)
         self.agent: str | None = None
         self.listener: CallListener | None = None

@@ -33,7 +33,7 @@ from bridge.sip.transaction import Peer
 from bridge.sip.uri import NameAddr
 from bridge.sip.useragent import UserAgent, UserAgentConfig
 
-CALLER = Peer("UDP", ("127.0.0.1", 5070))
+CALLER = Peer("UDP", ("127.0.0.1", 5070), source=("127.0.0.1", 5070))
 OFFER = (
     "v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
     "m=audio 7000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
@@ -606,3 +606,19 @@ async def test_a_challenged_bye_ends_the_call_without_credentials(status: int) -
     assert only_requests(after, "BYE") == []
     assert _credentials(after) == []
     assert handler.ended == [EndReason.API_END]
+
+
+async def test_the_asserted_identity_is_believed_by_where_the_invite_came_from() -> None:
+    h = Harness(Handler(), trusted_networks=("127.0.0.0/8",), allowed_networks=("0.0.0.0/0",))
+    asserted = "P-Asserted-Identity: <sip:+15551234@trunk>"
+    sent = h.request("INVITE", asserted, body=offer(), cseq=1).to_bytes()
+    # From an untrusted address, but its Via names a trusted one (maddr) for the responses.
+    spoofed = parse(sent.replace(b";branch=", b";maddr=127.0.0.1;branch=", 1), datagram=True)
+    h.ua.receive(spoofed, Peer("UDP", ("127.0.0.1", 5070), source=("192.0.2.7", 5070)))
+    await settle()
+    (call,) = h.ua.calls
+    assert str(call.caller.uri) == "sip:alice@127.0.0.1"
+    h.send(h.request("INVITE", asserted, body=offer(), cseq=1, call_id="call-2", branch="two"))
+    await settle()
+    trusted = next(c for c in h.ua.calls if c.call_id == "call-2")
+    assert str(trusted.caller.uri) == "sip:+15551234@trunk"
