@@ -1,7 +1,9 @@
 """Identifiers and secrets.
 
 Ids are a prefix plus 26 Crockford base32 characters: 48 bits of milliseconds then 80 random
-bits, so ids sort by creation time and never collide in practice.
+bits, so ids sort by creation time and never collide in practice. Within one millisecond a
+process counts up from its last random part (monotonic ULIDs), so lists ordered by id keep the
+order things were made in, however fast they were made.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import base64
 import hashlib
 import re
 import secrets
+import threading
 import time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
@@ -32,9 +35,22 @@ def _encode(value: int, length: int) -> str:
     return "".join(reversed(chars))
 
 
+_RANDOM_BITS = 80
+_last = (0, 0)
+_lock = threading.Lock()
+
+
 def new_id(prefix: str, now_ms: int | None = None) -> str:
+    global _last
     ms = int(time.time() * 1000) if now_ms is None else now_ms
-    body = _encode(ms & ((1 << 48) - 1), 10) + _encode(secrets.randbits(80), 16)
+    with _lock:
+        last_ms, last_random = _last
+        if ms == last_ms and last_random + 1 < 1 << _RANDOM_BITS:
+            random = last_random + 1
+        else:
+            random = secrets.randbits(_RANDOM_BITS)
+        _last = (ms, random)
+    body = _encode(ms & ((1 << 48) - 1), 10) + _encode(random, 16)
     return f"{prefix}_{body}"
 
 

@@ -19,6 +19,12 @@ def test_ids_sort_by_creation_time() -> None:
     assert len({ids.new_id(ids.AGENT, now_ms=5) for _ in range(1000)}) == 1000
 
 
+def test_ids_made_in_one_millisecond_sort_in_the_order_they_were_made() -> None:
+    made = [ids.new_id(ids.AGENT, now_ms=1_700_000_000_002) for _ in range(1000)]
+    assert sorted(made) == made
+    assert len(set(made)) == 1000
+
+
 def test_api_key_prefix_parses_back() -> None:
     prefix, key = ids.new_api_key()
     assert key.startswith(f"vbk_{prefix}_")
