@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from bridge.sip.rtp import SEND_LATENESS
+
 
 class ApiMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # Process-wide (the RTP layer sees no app), so every app's /metrics shows it.
+        self.registry.register(SEND_LATENESS)
         self.requests = Counter(
             "voicebridge_http_requests",
             "HTTP requests by method, route and status.",

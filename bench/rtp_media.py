@@ -21,8 +21,13 @@ Tick orders: "per-call" registers one clock listener per endpoint doing send the
 a call naturally does); "sends-first" has one listener send for every endpoint, then pull for
 every endpoint, so no pull's decoding delays a send.
 
+With --per-call it instead times one `CallMedia`'s work per 20 ms on a stepped clock, fed
+packets directly (no socket in the receive path): sending a frame of voice, sending silence,
+receiving a packet, pulling a frame; best of --rounds rounds.
+
     .venv/bin/python bench/rtp_media.py                       # N = 50, 100, 200; PCMU
     .venv/bin/python bench/rtp_media.py --pairs 100 --codec G722 --caller raw callmedia
+    .venv/bin/python bench/rtp_media.py --per-call --codec PCMU G722
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import asyncio
 import contextlib
 import gc
 import itertools
+import math
 import os
 import platform
 import resource
@@ -242,6 +248,56 @@ async def run(
     )
 
 
+class SteppedMedia(CallMedia):
+    """A `CallMedia` on a clock the benchmark moves, so its timeline and jitter buffer see
+    packets and pulls exactly 20 ms apart however fast the loop below runs."""
+
+    clock = 0.0
+
+    def _now(self) -> float:
+        return self.clock
+
+
+async def per_call_costs(codec: Codec, frames: int, rounds: int) -> dict[str, float]:
+    """µs per operation, best of `rounds` rounds of `frames` each."""
+    voice = speech_like()
+    silence = np.zeros(320, dtype=np.int16)
+    encoder = make_encoder(codec)
+    payloads = [encoder.encode(frame) for frame in voice]
+    ports = RtpPorts(49_000, 49_099)
+    best: dict[str, float] = {}
+    for _ in range(rounds):
+        media = SteppedMedia()
+        await media.open(HOST, ports)
+        media.update(negotiated(codec, media.local_port))
+        packets = [
+            build_packet(codec.payload_type, k & 0xFFFF, k * 160, 7, payloads[k % 50], k == 0)
+            for k in range(frames)
+        ]
+        spent: dict[str, float] = {}
+        # Separate loops: a silent agent sends silence tick after tick (which the codec
+        # shortcuts), and a frame's pull finds its packet on time.
+        for name, frame in (("send voice", None), ("send silence", silence)):
+            start = time.perf_counter()
+            for k in range(frames):
+                media.clock += PERIOD
+                media.send_frame(voice[k % len(voice)] if frame is None else frame)
+            spent[name] = time.perf_counter() - start
+        spent["receive packet"] = spent["pull frame"] = 0.0
+        for k in range(frames):
+            media.clock += PERIOD
+            start = time.perf_counter()
+            media._rtp_datagram(packets[k], (HOST, 5004))
+            received = time.perf_counter()
+            media.pull_frame()
+            spent["receive packet"] += received - start
+            spent["pull frame"] += time.perf_counter() - received
+        await media.close()
+        for name, seconds in spent.items():
+            best[name] = min(best.get(name, math.inf), seconds / frames * 1e6)
+    return best
+
+
 def cpu_model() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -264,6 +320,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--port-min", type=int, default=40_000)
+    parser.add_argument("--per-call", action="store_true", help="time one call's operations")
+    parser.add_argument("--frames", type=int, default=5000, help="--per-call: frames per round")
+    parser.add_argument("--rounds", type=int, default=5, help="--per-call: rounds")
     return parser.parse_args()
 
 
@@ -274,6 +333,13 @@ async def main() -> None:
         f"machine: {os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}; "
         f"load average {load_average()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
     )
+    if args.per_call:
+        print(f"one CallMedia, µs per operation (best of {args.rounds} x {args.frames} frames)")
+        for codec_name in args.codec:
+            codec = next(c for c in CODECS if c.name == codec_name)
+            costs = await per_call_costs(codec, args.frames, args.rounds)
+            print(f"{codec_name:5s}  " + "  ".join(f"{k} {v:5.1f}" for k, v in costs.items()))
+        return
     print(f"agent {args.agent}, {args.seconds:g} s measured per run")
     header = (
         "codec  caller     pairs  order        packets  send p50  send p99  send max  "

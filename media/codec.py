@@ -11,7 +11,7 @@ from typing import Literal
 
 from media.frames import PIPELINE_RATE, Framer, Pcm16, pcm16
 from media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
-from media.resample import FrameResampler
+from media.resample import PolyphaseResampler
 
 Encoding = Literal["pcm16", "mulaw", "alaw"]
 ENCODINGS: tuple[Encoding, ...] = ("pcm16", "mulaw", "alaw")
@@ -36,7 +36,7 @@ class Decoder:
         _check(encoding, rate)
         self.encoding = encoding
         self.rate = rate
-        self._resampler = FrameResampler(rate, PIPELINE_RATE)
+        self._resampler = PolyphaseResampler(rate, PIPELINE_RATE)
         self._framer = Framer(PIPELINE_RATE)
         self._odd = b""
 
@@ -61,7 +61,7 @@ class Encoder:
         _check(encoding, rate)
         self.encoding = encoding
         self.rate = rate
-        self._resampler = FrameResampler(PIPELINE_RATE, rate)
+        self._resampler = PolyphaseResampler(PIPELINE_RATE, rate)
 
     def encode(self, frame: Pcm16) -> bytes:
         samples = self._resampler.process(frame)

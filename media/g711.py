@@ -1,7 +1,8 @@
 """G.711 µ-law and A-law (ITU-T G.711) between PCM16 and 8-bit codes, by table lookup.
 
-Decoding is a 256-entry table; encoding is a 65,536-entry table indexed by the PCM16 sample, so
-a 20 ms frame costs one numpy take in each direction.
+Decoding is a 256-entry table; encoding is a 65,536-entry table indexed by the PCM16 sample's
+bits read as unsigned (0..32767, then -32768..-1), so a 20 ms frame costs one numpy take in each
+direction and no conversion of the samples.
 """
 
 from __future__ import annotations
@@ -60,28 +61,29 @@ def _alaw_decode_scalar(code: int) -> int:
     return magnitude if sign else -magnitude
 
 
-_ALL_SAMPLES = range(-32768, 32768)
+_ALL_SAMPLES = [*range(32768), *range(-32768, 0)]
+"""Every PCM16 value, in the order of its bits read as uint16."""
 _ULAW_ENCODE = np.array([_ulaw_encode_scalar(s) for s in _ALL_SAMPLES], dtype=np.uint8)
 _ULAW_DECODE = np.array([_ulaw_decode_scalar(c) for c in range(256)], dtype=np.int16)
 _ALAW_ENCODE = np.array([_alaw_encode_scalar(s) for s in _ALL_SAMPLES], dtype=np.uint8)
 _ALAW_DECODE = np.array([_alaw_decode_scalar(c) for c in range(256)], dtype=np.int16)
 
 
-def _index(pcm: Pcm16) -> npt.NDArray[np.int32]:
-    return pcm.astype(np.int32) + 32768
+def _index(pcm: Pcm16) -> npt.NDArray[np.uint16]:
+    return pcm.astype(np.int16, copy=False).view(np.uint16)
 
 
 def ulaw_encode(pcm: Pcm16) -> bytes:
-    return bytes(_ULAW_ENCODE[_index(pcm)])
+    return _ULAW_ENCODE.take(_index(pcm)).tobytes()
 
 
 def ulaw_decode(codes: bytes) -> Pcm16:
-    return _ULAW_DECODE[np.frombuffer(codes, dtype=np.uint8)]
+    return _ULAW_DECODE.take(np.frombuffer(codes, dtype=np.uint8))
 
 
 def alaw_encode(pcm: Pcm16) -> bytes:
-    return bytes(_ALAW_ENCODE[_index(pcm)])
+    return _ALAW_ENCODE.take(_index(pcm)).tobytes()
 
 
 def alaw_decode(codes: bytes) -> Pcm16:
-    return _ALAW_DECODE[np.frombuffer(codes, dtype=np.uint8)]
+    return _ALAW_DECODE.take(np.frombuffer(codes, dtype=np.uint8))

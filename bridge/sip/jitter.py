@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
 MAX_PACKETS = 100
 """Far beyond any delay the buffer keeps (300 ms at most): only a buffer nobody pulls fills."""
@@ -54,10 +55,11 @@ class JitterConfig:
     resync_ms: float = 1_000.0
 
 
-@dataclass(frozen=True)
-class Pull:
-    segments: list[Segment] = field(default_factory=list)
-    frames: int = 1
+class Pull(NamedTuple):
+    """A NamedTuple, not a frozen dataclass: one is built per call per tick."""
+
+    segments: list[Segment]
+    frames: int
     """Frames the segments span: 1 normally, 2 when the buffer shrinks (play them as one), 0
     when it grows (play a concealment frame and consume nothing)."""
 

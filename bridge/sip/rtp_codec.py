@@ -1,14 +1,14 @@
 """The call's audio codecs: the pipeline's 16 kHz frames to RTP payloads and back.
 
-PCMU and PCMA are narrowband (8 kHz), so frames go through the low-latency `FrameResampler`
-(10 ms of look-ahead, one 20 ms frame out per frame in); G.722 is 16 kHz audio and needs no
-resampling. For all three the RTP clock is 8 kHz (RFC 3551 §4.5.2 keeps G.722 at 8000 for
+PCMU and PCMA are narrowband (8 kHz), so frames go through the streaming `PolyphaseResampler`
+(one 20 ms frame out per frame in, 4.5 ms of filter delay each way); G.722 is 16 kHz audio and
+needs no resampling. For all three the RTP clock is 8 kHz (RFC 3551 §4.5.2 keeps G.722 at 8000 for
 historical reasons) and one payload byte spans one clock tick.
 
-Resampling is most of a call's media CPU, and much of a call is digital silence (a silent agent,
-a muted phone): a constant frame that follows the same constant frame comes out as that
-constant without running the filter, which is what the filter would produce, minus its ±1 LSB
-of rounding noise.
+Resampling is a good part of a call's media CPU, and much of a call is digital silence (a
+silent agent, a muted phone): a constant frame that follows the same constant frame comes out
+as that constant without running the filter, which is what the filter would produce (its
+phases each sum to one) and what its history then holds.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 from bridge.sip.offer_answer import CODECS, G722, PCMU, Codec
 from media.frames import PIPELINE_RATE, Pcm16, samples_per_frame
 from media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
-from media.resample import FrameResampler
+from media.resample import PolyphaseResampler
 
 G722_BITRATE = 64_000
 
@@ -32,12 +32,10 @@ def payload_ticks(payload: bytes) -> int:
 
 
 class _Resampler:
-    """`FrameResampler` primed with its look-ahead of silence, so that every 20 ms frame in
-    gives exactly one 20 ms frame out (10 ms late) from the first frame on."""
+    """`PolyphaseResampler` that skips the filter for a repeated constant frame."""
 
     def __init__(self, in_rate: int, out_rate: int) -> None:
-        self._resampler = FrameResampler(in_rate, out_rate)
-        self._resampler.process(np.zeros(in_rate // 100, dtype=np.int16))
+        self._resampler = PolyphaseResampler(in_rate, out_rate)
         self._out_samples = samples_per_frame(out_rate)
         self._previous = b""
         self._constant: Pcm16 | None = None

@@ -8,7 +8,7 @@ received ones goes through an `Unwrapper` first, never plain `-` or `<` on wire 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 VERSION = 2
 HEADER = struct.Struct("!BBHII")
@@ -19,8 +19,10 @@ class MalformedPacket(ValueError):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class RtpPacket:
+class RtpPacket(NamedTuple):
+    """A NamedTuple rather than a frozen dataclass: built for every packet received, and a
+    frozen dataclass's `__init__` costs twice as much."""
+
     payload_type: int
     sequence: int
     timestamp: int
@@ -135,6 +137,13 @@ class SendTimeline:
         self._next = (self._next + self.frame_ticks) % TS_MOD
         self._due = due + self.frame_s
         return timestamp, skipped > 0
+
+    @property
+    def due(self) -> float:
+        """When the frame last stamped was due on this timeline (on the clock `next` was given)."""
+        if self._due is None:
+            raise RuntimeError("no frame stamped yet")
+        return self._due - self.frame_s
 
     def upcoming(self) -> int:
         """The timestamp the next frame will carry if it is sent on time."""

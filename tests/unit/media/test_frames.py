@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from media.frames import Framer, pcm16, samples_per_frame
-from media.resample import FrameResampler, Resampler, resample
+from media.resample import Resampler, resample
 
 
 def test_frame_sizes() -> None:
@@ -53,29 +53,6 @@ def test_streaming_resample_matches_whole_clip() -> None:
     assert abs(_dominant_hz(streamed, 16000) - 440) < 2
     n = min(streamed.size, whole.size)
     assert np.max(np.abs(streamed[:n].astype(int) - whole[:n].astype(int))) < 200
-
-
-@pytest.mark.parametrize(("rate_in", "rate_out"), [(8000, 16000), (16000, 8000)])
-def test_frame_resampler_returns_every_frame_at_once_and_matches_the_whole(
-    rate_in: int, rate_out: int
-) -> None:
-    rng = np.random.default_rng(7)
-    noise = (rng.standard_normal(rate_in) * 3000).astype(np.int16)
-    stream = FrameResampler(rate_in, rate_out)
-    frame_in, frame_out = rate_in // 50, rate_out // 50
-    pieces = [stream.process(noise[i : i + frame_in]) for i in range(0, noise.size, frame_in)]
-    # Only the 10 ms look-ahead is held back: no frame waits for a block to fill.
-    assert pieces[0].size == frame_out // 2
-    assert all(p.size == frame_out for p in pieces[1:])
-    streamed = np.concatenate([*pieces, stream.flush()])
-    whole = resample(noise, rate_in, rate_out)
-    assert streamed.size == whole.size
-    assert np.max(np.abs(streamed.astype(int) - whole.astype(int))) <= 4
-
-
-def test_frame_resampler_wants_an_integer_ratio() -> None:
-    with pytest.raises(ValueError, match="integer ratio"):
-        FrameResampler(22050, 16000)
 
 
 def test_downsampling_removes_what_8khz_cannot_carry() -> None:
