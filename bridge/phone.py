@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import urllib.parse
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -183,7 +183,6 @@ class PhoneCall:
         self.conversation_id: str | None = None
         self._media: CallMedia | None = None
         self._call_ended: EndReason | None = None
-        self._remove_tick: Callable[[], None] | None = None
 
     # CallListener ----------------------------------------------------------------------
 
@@ -256,11 +255,13 @@ class PhoneCall:
             return
         self.session = session
         session.attach(self)
-        self._remove_tick = bridge.clock.add(self._tick)
+        stop_sending = bridge.clock.add(self._send_tick, first=True)
+        stop_receiving = bridge.clock.add(self._receive_tick)
         try:
             await session.ended.wait()
         finally:
-            self._remove_tick()
+            stop_sending()
+            stop_receiving()
             session.detach(self)
         call.hangup(_HANGUP_FOR_SESSION_END.get(session.end_reason or "", EndReason.AGENT_HANGUP))
 
@@ -273,13 +274,17 @@ class PhoneCall:
         except Exception:
             log.exception("conversation %s: could not record its end", self.conversation_id)
 
-    def _tick(self) -> None:
+    def _send_tick(self) -> None:
         media, session = self._media, self.session
         assert media is not None and session is not None
         # Telephony peers and their jitter buffers expect an unbroken stream, so a quiet agent
-        # still sends silence; sent first, so the pipeline's work does not delay the packet.
+        # still sends silence.
         outgoing = session.pull_audio()
         media.send_frame(SILENCE if outgoing is None else outgoing)
+
+    def _receive_tick(self) -> None:
+        media, session = self._media, self.session
+        assert media is not None and session is not None
         incoming = media.pull_frame()
         # A pause or lost stream still moves the caller's timeline, so turn ends are detected.
         session.audio(SILENCE if incoming is None else incoming)

@@ -46,3 +46,21 @@ async def test_a_stall_skips_ticks_rather_than_bunching_them() -> None:
     bunched = sum(1 for gap in after_stall if gap < 0.002)
     assert clock.skipped >= 10
     assert bunched <= 5
+
+
+async def test_first_listeners_run_before_the_others_every_tick() -> None:
+    clock = FrameClock(period=0.005)
+    order: list[str] = []
+    removers = [
+        clock.add(lambda: order.append("receive 1")),
+        clock.add(lambda: order.append("send 1"), first=True),
+        clock.add(lambda: order.append("receive 2")),
+        clock.add(lambda: order.append("send 2"), first=True),
+    ]
+    await asyncio.sleep(0.03)
+    for remove in removers:
+        remove()
+    await clock.stop()
+    assert len(order) >= 8
+    ticks = [order[i : i + 4] for i in range(0, len(order) - len(order) % 4, 4)]
+    assert all(tick == ["send 1", "send 2", "receive 1", "receive 2"] for tick in ticks), order
