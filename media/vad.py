@@ -2,8 +2,11 @@
 
 Silero costs far more than webrtcvad, so it runs only while the gate has heard something
 recently or a turn is in progress; in plain silence or line hum a stream costs one webrtcvad
-call per frame. One onnxruntime session serves every stream (`run` is thread-safe); each stream
-keeps its own recurrent state and context samples.
+call per frame. webrtcvad itself now and then takes faint noise for speech (a phone line's hiss
+at -55 dBFS opened it about once a second, and Silero ran for each 300 ms hold: 12 % of
+frames), so frames below `GATE_FLOOR_DBFS` never open the gate: speech on a phone line is 20 dB
+and more above that. One onnxruntime session serves every stream (`run` is thread-safe); each
+stream keeps its own recurrent state and context samples.
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ from media.frames import FRAME_MS, Pcm16, samples_per_frame
 from media.segmenter import Segmenter, SegmenterConfig, SegmentEvent
 
 Float32 = npt.NDArray[np.float32]
+
+GATE_FLOOR_DBFS = -50.0
+_GATE_FLOOR_POWER = (32768.0 * 10 ** (GATE_FLOOR_DBFS / 20)) ** 2
+"""Mean square sample value of a frame at the floor."""
 
 # Silero's fixed window per rate, and how many previous samples it wants in front of it.
 _WINDOW = {16_000: 512, 8_000: 256}
@@ -109,7 +116,9 @@ class Vad:
     def push(self, frame: Pcm16) -> list[SegmentEvent]:
         if frame.size != self.frame_samples:
             raise ValueError(f"expected {self.frame_samples} samples, got {frame.size}")
-        if self._gate.is_speech(frame.tobytes(), self.rate):
+        samples = frame.astype(np.int64)
+        loud = float(np.dot(samples, samples)) >= _GATE_FLOOR_POWER * frame.size
+        if loud and self._gate.is_speech(frame.tobytes(), self.rate):
             self._since_gate = 0
         else:
             self._since_gate += 1

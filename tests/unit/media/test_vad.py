@@ -84,6 +84,18 @@ def test_silence_costs_no_model_runs(model: SileroModel) -> None:
     assert vad.silero_runs == 0
 
 
+def test_a_quiet_lines_hiss_costs_no_model_runs(model: SileroModel) -> None:
+    # -55 dBFS noise through µ-law at 8 kHz: webrtcvad alone takes a frame of it for speech now
+    # and then, and each time Silero would run for the gate's hold.
+    rng = np.random.default_rng(0)
+    hiss = (rng.standard_normal(8000 * 10) * 32768 * 10 ** (-55 / 20)).astype(np.int16)
+    line = g711.ulaw_decode(g711.ulaw_encode(hiss))
+    vad = Vad(model, 8000)
+    for start in range(0, line.size, 160):
+        assert vad.push(line[start : start + 160]) == []
+    assert vad.silero_runs == 0
+
+
 def test_wrong_frame_size_is_refused(model: SileroModel) -> None:
     with pytest.raises(ValueError, match="expected 320"):
         Vad(model, 16000).push(np.zeros(100, np.int16))
