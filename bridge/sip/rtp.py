@@ -209,7 +209,8 @@ class CallMedia:
         self._talkspurt = True
         self._encoder: Encoder | None = None
         self._dtmf_out = DtmfSender()
-        self._pending: list[bytes] = []
+        self._pending = bytearray()
+        """Encoded audio not yet sent: packets are `ptime` long, frames 20 ms."""
         self._pending_ts = 0
         self._packets_sent = 0
         self._octets_sent = 0
@@ -375,13 +376,17 @@ class CallMedia:
         payload = encoder.encode(frame)
         if not self._pending:
             self._pending_ts = timestamp
-        self._pending.append(payload)
-        # ptime 40 or 60: two or three frames a packet; other ptimes get 20 ms packets.
-        per_packet = media.ptime // FRAME_MS if media.ptime in (40, 60) else 1
-        if len(self._pending) >= per_packet:
-            payload = b"".join(self._pending) if len(self._pending) > 1 else payload
-            self._pending.clear()
-            self._send(media.payload_type, self._pending_ts, payload, self._talkspurt)
+        self._pending += payload
+        # Every codec we speak codes a fixed number of bytes per RTP clock tick (G.711 and G.722
+        # alike: 8 a millisecond), so a packet of any ptime is a slice of the encoded stream:
+        # 10 ms packets go two a tick, 30 ms ones on alternate ticks, and so on.
+        size = len(payload) * media.ptime // FRAME_MS
+        ticks = media.codec.clock_rate * media.ptime // 1000
+        while len(self._pending) >= size:
+            packet = bytes(self._pending[:size])
+            del self._pending[:size]
+            self._send(media.payload_type, self._pending_ts, packet, self._talkspurt)
+            self._pending_ts = (self._pending_ts + ticks) & 0xFFFFFFFF
             self._talkspurt = False
             self._sent_at()
 

@@ -338,22 +338,31 @@ async def test_packets_of_other_payload_types_do_not_latch(
     assert len(signaled.rtp()) == 1 and noise.rtp() == []
 
 
-async def test_ptime_40_sends_two_frames_a_packet(
+@pytest.mark.parametrize("ptime", [10, 30, 40, 50])
+async def test_packets_are_as_long_as_the_ptime_asked_for(
     medias: Callable[..., Awaitable[CallMedia]],
     peers: Callable[[], Awaitable[Peer]],
+    ptime: int,
 ) -> None:
     media, peer = await medias(), await peers()
-    media.update(negotiated(PCMA, peer.port, ptime=40))
+    media.update(negotiated(PCMA, peer.port, ptime=ptime))
 
     def tick(_: int) -> None:
         media.send_frame(SILENCE)
 
-    await run_clock(0.2, tick)
+    await run_clock(0.3, tick)
     await asyncio.sleep(0.02)
     packets = [parse_packet(d) for d in peer.rtp()]
+    # 8 kHz: 8 bytes and 8 timestamp ticks a millisecond, with no gap and no overlap.
     assert len(packets) >= 3
-    assert {len(p.payload) for p in packets} == {320}
-    assert [p.timestamp - packets[0].timestamp for p in packets[:3]] == [0, 320, 640]
+    assert {len(p.payload) for p in packets} == {8 * ptime}
+    first = packets[0]
+    assert [(p.timestamp - first.timestamp) % 2**32 for p in packets[:3]] == [
+        0,
+        8 * ptime,
+        16 * ptime,
+    ]
+    assert [(p.sequence - first.sequence) % 2**16 for p in packets] == list(range(len(packets)))
     assert [p.marker for p in packets[:2]] == [True, False]
 
 
