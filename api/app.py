@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from api import middleware, ws
@@ -12,6 +14,12 @@ from api.voice import VoiceService
 from bridge.settings import Settings
 from bridge.store import Store
 from bridge.voice_runtime import VoiceRuntime
+
+PARSER_LIMITS: dict[str, Any] = {"max_line_size": 32768, "max_field_size": 32768}
+"""The HTTP parser's limits for a request line and a header (aiohttp's default: 8190 bytes).
+A request over them is refused by aiohttp before any handler, as a plain-text 400 without our
+error body or X-Request-Id; every request the API documents is far below them, and generous
+limits keep that refusal for requests nobody could mean (a long invalid `cursor` reached it)."""
 
 
 def create_app(

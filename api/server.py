@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from api.app import create_app
+from api.app import PARSER_LIMITS, create_app
 from api.delivery.worker import DeliveryWorker
 from api.metrics import ApiMetrics
 from api.state import AppState
@@ -77,7 +77,11 @@ async def serve(settings: Settings) -> None:
         metrics = ApiMetrics()
         app = create_app(settings, store, metrics)
         runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=SHUTDOWN_GRACE,
+            **PARSER_LIMITS,
         )
         await runner.setup()
         site = web.TCPSite(runner, settings.http_host, settings.http_port, reuse_address=True)

@@ -19,7 +19,7 @@ from schemathesis.engine import events
 from schemathesis.engine.recorder import CheckNode, ScenarioRecorder
 from schemathesis.engine.run import TESTING_PHASES, PhaseName
 
-from api.app import create_app
+from api.app import PARSER_LIMITS, create_app
 from api.metrics import ApiMetrics
 from api.openapi import OPENAPI_PATH, OPERATIONS
 from bridge.redis_client import connect
@@ -183,7 +183,8 @@ async def live_api(system_redis_url: str, tmp_path: Path) -> AsyncIterator[tuple
     )
     _record, key = await store.api_keys.create("schemathesis")
     server = TestServer(create_app(settings, store, ApiMetrics()), host="127.0.0.1")
-    await server.start_server()
+    # As `voicebridge serve` runs it (api/server.py).
+    await server.start_server(**PARSER_LIMITS)
     try:
         yield str(server.make_url("")).rstrip("/"), key
     finally:

@@ -43,8 +43,9 @@ def test_speech_is_understood_through_8k_ulaw(
     frames = list(male_speaker.frames(GREETING))
     assert all(frame.size == 320 for frame in frames)
     heard = asr_model.transcribe(_through_phone(frames)).text
-    # "Acme" is a made-up word the recognizer may spell differently; the rest must be right.
-    assert word_error_rate(GREETING, heard) <= 0.15, heard
+    # "Acme" is a made-up word the recognizer may spell differently, even as two words ("at me":
+    # two errors of the 13); the rest must be right.
+    assert word_error_rate(GREETING, heard) <= 2 / 13, heard
 
 
 def test_speed_changes_duration(male_speaker: Speaker) -> None:
