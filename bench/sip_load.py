@@ -40,7 +40,6 @@ import platform
 import re
 import secrets
 import shlex
-import signal
 import socket
 import sys
 import tempfile
@@ -56,6 +55,8 @@ import redis.asyncio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import pipeline
+from bench.pipeline import cpu_seconds
 from media.resample import resample
 from tests.sipp import (
     SippOptions,
@@ -75,7 +76,6 @@ from tests.unit.media.recordings import LIBRIVOX
 NUMBER = "1000"
 HOST = "127.0.0.1"
 RTP_PORTS = (30_000, 31_999)
-KEY_LINE = re.compile(r"bootstrap API key.*?(vbk_[0-9a-f]{12}_[A-Za-z0-9_-]+)")
 LATENESS = "voicebridge_rtp_send_lateness_seconds"
 VOICE_TO_VOICE = "voicebridge_voice_to_voice_seconds"
 SESSIONS = "voicebridge_voice_sessions"
@@ -93,71 +93,44 @@ def say(text: str) -> None:
 
 @dataclass
 class Server:
-    process: asyncio.subprocess.Process
-    api: str
-    key: str
+    """`voicebridge serve` as bench/pipeline.py starts it, and the SIP port it answers on."""
+
+    served: pipeline.Server
     sip_port: int
-    stderr: Path
+
+    @property
+    def api(self) -> str:
+        return self.served.url
+
+    @property
+    def key(self) -> str:
+        return self.served.key
 
     @property
     def pid(self) -> int:
-        return self.process.pid
+        return self.served.process.pid
 
     def check(self) -> None:
-        if self.process.returncode is not None:
-            raise SystemExit(f"voicebridge serve died ({self.process.returncode}): {self.stderr}")
+        self.served.check()
 
 
 @contextlib.asynccontextmanager
-async def serve(args: argparse.Namespace, workdir: Path) -> AsyncIterator[Server]:
-    http_port = free_port(socket.SOCK_STREAM)
+async def serve(args: argparse.Namespace) -> AsyncIterator[Server]:
     sip_port = free_sip_port()
     prefix = f"bench{secrets.token_hex(4)}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEBRIDGE_")}
-    env |= {
-        "VOICEBRIDGE_HTTP_HOST": HOST, "VOICEBRIDGE_HTTP_PORT": str(http_port),
+    settings = {
         "VOICEBRIDGE_SIP_HOST": HOST, "VOICEBRIDGE_SIP_PORT": str(sip_port),
         "VOICEBRIDGE_RTP_PORT_MIN": str(RTP_PORTS[0]),
         "VOICEBRIDGE_RTP_PORT_MAX": str(RTP_PORTS[1]),
         "VOICEBRIDGE_SIP_MAX_CALLS": str(max(args.concurrency) + 100),
         "VOICEBRIDGE_SIP_RATE_LIMIT": "0", "VOICEBRIDGE_REDIS_URL": args.redis_url,
-        "VOICEBRIDGE_REDIS_PREFIX": prefix, "VOICEBRIDGE_DATA_DIR": str(workdir / "data"),
-        "VOICEBRIDGE_PRELOAD_MODELS": "true", "VOICEBRIDGE_LOG_LEVEL": "WARNING",
-        "PYTHONUNBUFFERED": "1",
+        "VOICEBRIDGE_REDIS_PREFIX": prefix,
     }  # fmt: skip
-    stderr = workdir / "serve-stderr.txt"
-    with stderr.open("wb") as err:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "api.cli", "serve", env=env, cwd=workdir,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=err,
-        )  # fmt: skip
-    drain: asyncio.Task[bytes] | None = None
     try:
-        key = await asyncio.wait_for(read_key(process), args.startup_timeout)
-        assert process.stdout is not None
-        drain = asyncio.create_task(process.stdout.read())
-        yield Server(
-            process,
-            f"http://{HOST}:{http_port}",
-            key,
-            sip_port,
-            stderr,
-        )
+        async with pipeline.serve(args.startup_timeout, settings) as served:
+            yield Server(served, sip_port)
     finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), 40)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-        if drain is not None:
-            drain.cancel()
         await forget(args.redis_url, prefix)
-        log = [line for line in stderr.read_text(errors="replace").splitlines() if line.strip()]
-        if log:
-            say(f"server exit status {process.returncode}; stderr ({len(log)} lines), last ones:")
-            say("\n".join(f"  {line}" for line in log[-30:]))
 
 
 def free_sip_port() -> int:
@@ -170,19 +143,6 @@ def free_sip_port() -> int:
             except OSError:
                 continue
         return port
-
-
-async def read_key(process: asyncio.subprocess.Process) -> str:
-    assert process.stdout is not None
-    key: str | None = None
-    while line := (await process.stdout.readline()).decode():
-        if found := KEY_LINE.search(line):
-            key = found.group(1)
-        if "speech models loaded" in line:
-            if key is None:
-                raise SystemExit("voicebridge serve printed no bootstrap key")
-            return key
-    raise SystemExit(f"voicebridge serve exited with {await process.wait()} before it was ready")
 
 
 async def forget(url: str, prefix: str) -> None:
@@ -247,11 +207,6 @@ def quantile(before: Histogram, after: Histogram, q: float) -> float:
 
 def count(before: Histogram, after: Histogram, upto: float = math.inf) -> float:
     return after.get(upto, 0.0) - before.get(upto, 0.0)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
@@ -599,7 +554,7 @@ async def main() -> None:
     figures: dict[str, Any] = {"command": sys.argv, "load_before": os.getloadavg()}
     with tempfile.TemporaryDirectory(prefix="vb-sipload-") as tmp:
         workdir = Path(tmp)
-        async with serve(args, workdir) as server, aiohttp.ClientSession() as http:
+        async with serve(args) as server, aiohttp.ClientSession() as http:
             await create_agent(http, server)
             say(f"server pid {server.pid}, RSS {rss_mb(server.pid):.0f} MB with models loaded")
             if "media" in args.phases:
