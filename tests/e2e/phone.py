@@ -37,31 +37,18 @@ async def make_agent(client: Client, auth: dict[str, str], **fields: Any) -> dic
 
 
 def write_pcap(directory: Path, samples: np.ndarray[Any, np.dtype[np.int16]]) -> Path:
-    wav_path, pcap = directory / "caller.wav", directory / "caller.pcap"
-    with wave.open(str(wav_path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(16_000)
-        wav.writeframes(samples.astype("<i2").tobytes())
-    wav_to_pcap(wav_path, pcap, "PCMU")
+    """The PCMU pcap SIPp plays of 16 kHz `samples`."""
+    pcap = directory / "caller.pcap"
+    wav_to_pcap(write_wav(directory / "caller.wav", samples), pcap, "PCMU")
     return pcap
 
 
 async def the_conversation(
     client: Client, auth: dict[str, str], ready: Callable[[dict[str, Any]], bool]
 ) -> dict[str, Any]:
-    """The one conversation, once `ready` says so."""
-    for _ in range(300):
-        listed = await (await client.get("/v1/conversations", headers=auth)).json()
-        if listed["data"]:
-            cid = listed["data"][0]["conversation_id"]
-            detail: dict[str, Any] = await (
-                await client.get(f"/v1/conversations/{cid}", headers=auth)
-            ).json()
-            if ready(detail):
-                return detail
-        await asyncio.sleep(0.1)
-    raise AssertionError("the conversation did not get there in time")
+    """The one conversation (the newest), once `ready` says so."""
+    (conversation,) = await the_conversations(client, auth, 1, ready)
+    return conversation
 
 
 def ended(conversation: dict[str, Any]) -> bool:
