@@ -5,8 +5,10 @@
 - user_satisfaction: the caller's rating when given (4–5 high, 3 medium, 1–2 low), else from
   sentiment (≥ 0.3 high, ≤ −0.2 low, medium between).
 - resolution_status: handed_off when transferred; unresolved while active or when it failed;
-  otherwise resolved when the agent answered something the caller said, abandoned when the
-  caller left unanswered (or without a word, hanging up), else unresolved.
+  otherwise the end reason when it names an outcome (`resolved`, `unresolved`, `abandoned`:
+  whoever ends a conversation through the API knows better than any guess from its messages),
+  else resolved when the agent answered something the caller said, abandoned when the caller
+  left unanswered (or without a word, hanging up), else unresolved.
 - latency_ms: p50/p95 of the per-turn voice-to-voice latencies recorded by the session.
 """
 
@@ -24,6 +26,11 @@ from bridge.models import ConversationStatus, Feedback, Message, Metrics
 Satisfaction = Literal["high", "medium", "low"]
 Resolution = Literal["resolved", "unresolved", "handed_off", "abandoned"]
 CALLER_LEFT = frozenset({"caller_hangup", "disconnected", "user_ended"})
+STATED: dict[str, Resolution] = {
+    "resolved": "resolved",
+    "unresolved": "unresolved",
+    "abandoned": "abandoned",
+}
 
 
 @cache
@@ -54,6 +61,9 @@ def resolution(
         return "handed_off"
     if status in ("active", "failed"):
         return "unresolved"
+    stated = STATED.get((end_reason or "").lower())
+    if stated is not None:
+        return stated
     first_user = next((i for i, m in enumerate(messages) if m.type == "user"), None)
     if first_user is not None:
         answered = any(m.type == "agent" for m in messages[first_user + 1 :])

@@ -127,7 +127,8 @@ class ConversationEnd(Strict):
         min_length=1,
         max_length=200,
         pattern=r"^[A-Za-z0-9_.:-]+$",
-        description="Why it ended, e.g. user_ended or resolved.",
+        description="Why it ended, e.g. user_ended or resolved; resolved, unresolved and "
+        "abandoned also set metrics.resolution_status.",
     )
     feedback: Feedback | None = None
 

@@ -202,3 +202,18 @@ async def test_unknown_conversation_is_404(app_client: Client, auth: dict[str, s
             method, f"/v1/conversations/conv_01m84zwssjstbq0hmaebbk1prb{path}", headers=auth
         )
         assert response.status == 404
+
+
+async def test_ending_as_resolved_is_believed_without_messages(
+    app_client: Client, auth: dict[str, str], store: Store
+) -> None:
+    agent_id = await _agent(app_client, auth)
+    cid = (await _conversation(app_client, auth, agent_id))["conversation_id"]
+    response = await app_client.post(
+        f"/v1/conversations/{cid}/end", json={"reason": "resolved"}, headers=auth
+    )
+    assert (await response.json())["metrics"]["resolution_status"] == "resolved"
+    fetched = await (await app_client.get(f"/v1/conversations/{cid}", headers=auth)).json()
+    assert fetched["metrics"]["resolution_status"] == "resolved"
+    ended = [e for e in await _events(store) if e["event"] == "conversation.ended"]
+    assert ended[0]["data"]["metrics"]["resolution_status"] == "resolved"

@@ -53,3 +53,15 @@ def test_compute_puts_it_together() -> None:
     assert metrics.user_satisfaction == "high"
     assert metrics.resolution_status == "resolved"
     assert metrics.latency_ms == {"p50": 500.0, "p95": 860.0}
+
+
+def test_a_stated_outcome_is_believed() -> None:
+    unanswered = _messages(("agent", "Hi"), ("user", "hours?"))
+    answered = _messages(("agent", "Hi"), ("user", "hours?"), ("agent", "Nine to five."))
+    assert cm.resolution("completed", "resolved", []) == "resolved"
+    assert cm.resolution("completed", "Resolved", unanswered) == "resolved"
+    assert cm.resolution("completed", "unresolved", answered) == "unresolved"
+    assert cm.resolution("completed", "abandoned", answered) == "abandoned"
+    # What the conversation ended as outranks what its ender says of it.
+    assert cm.resolution("failed", "resolved", answered) == "unresolved"
+    assert cm.resolution("transferred", "resolved", answered) == "handed_off"
