@@ -19,6 +19,7 @@ from api.schemas.webhooks import (
     WebhookOut,
     WebhookUpdate,
     WebhookWithSecret,
+    secret_warnings,
 )
 from api.state import AppState
 from bridge import clock, events, ids
@@ -52,7 +53,8 @@ async def create_webhook(request: web.Request) -> web.Response:
         description=body.description,
         secret=body.secret,
     )
-    return respond(WebhookWithSecret(**webhook.model_dump()), status=201)
+    created = WebhookWithSecret(**webhook.model_dump(), warnings=secret_warnings(webhook.secret))
+    return respond(created, status=201)
 
 
 @routes.get("/v1/webhooks")

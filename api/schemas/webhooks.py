@@ -58,6 +58,9 @@ EventList = Annotated[
 ]
 
 
+STRONG_SECRET_LENGTH = 16
+
+
 def check_events(value: list[str]) -> list[str]:
     if len(set(value)) != len(value):
         raise ValueError("events repeat")
@@ -67,8 +70,14 @@ def check_events(value: list[str]) -> list[str]:
 class WebhookCreate(Strict):
     url: WebhookUrl
     events: EventList
+    # The published example's secret is 15 characters: a short one is taken, with a warning in
+    # the response, rather than refusing what the documentation prints.
     secret: str | None = Field(
-        None, min_length=16, max_length=200, description="Generated (whsec_…) when not given."
+        None,
+        min_length=1,
+        max_length=200,
+        description="Generated (whsec_…) when not given. Use 32 or more random characters: a "
+        f"shorter one than {STRONG_SECRET_LENGTH} is accepted with a warning.",
     )
     description: str | None = Field(None, max_length=500)
 
@@ -110,6 +119,19 @@ class WebhookOut(BaseModel):
 
 class WebhookWithSecret(WebhookOut):
     secret: str = Field(description="Shown only when created or rotated.")
+    warnings: list[str] = Field(
+        default_factory=list, description="What is accepted but unwise, e.g. a short secret."
+    )
+
+
+def secret_warnings(secret: str) -> list[str]:
+    if len(secret) >= STRONG_SECRET_LENGTH:
+        return []
+    return [
+        f"the secret is {len(secret)} characters long; anyone who guesses it can sign events: "
+        f"use {STRONG_SECRET_LENGTH} or more random characters, or leave it out to get a "
+        "generated whsec_ secret"
+    ]
 
 
 class DeliveryAttempt(BaseModel):

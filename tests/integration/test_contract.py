@@ -41,7 +41,7 @@ END_EXAMPLE: dict[str, Any] = {
 WEBHOOK_EXAMPLE: dict[str, Any] = {
     "url": "https://your-app.com/webhooks/voice-agent",
     "events": ["conversation.started", "conversation.ended", "message.received"],
-    "secret": "your_webhook_secret",
+    "secret": "whsec_123456789",
 }
 
 UTC_Z = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z$")
@@ -151,7 +151,13 @@ async def test_the_published_webhook_example(app_client: Client, auth: dict[str,
     assert is_id(body["webhook_id"], "wh")
     assert body["url"] == WEBHOOK_EXAMPLE["url"]
     assert body["events"] == WEBHOOK_EXAMPLE["events"]
+    assert body["secret"] == WEBHOOK_EXAMPLE["secret"]
     assert is_utc(body["created_at"])
+    # Its 15-character secret is taken, and the response says it is weak.
+    assert "15 characters" in body["warnings"][0]
+    strong = {**WEBHOOK_EXAMPLE, "secret": "s" * 32}
+    response = await app_client.post("/v1/webhooks", json=strong, headers=auth)
+    assert (await response.json())["warnings"] == []
 
 
 @pytest.mark.parametrize(
