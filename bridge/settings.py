@@ -7,11 +7,11 @@ when present), then the defaults written here. A bad value stops start-up with o
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
-import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
     AnyHttpUrl,
@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -34,6 +35,18 @@ DEFAULT_CONFIG_FILE = Path("config/voicebridge.toml")
 DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 ENV_PREFIX = "VOICEBRIDGE_"
+
+# A list-valued variable is a JSON list or, as an operator would type it, comma-separated:
+# NoDecode stops pydantic-settings' own JSON parsing so that `_lists` can take both.
+Networks = Annotated[tuple[str, ...], NoDecode]
+Names = Annotated[tuple[str, ...], NoDecode]
+Delays = Annotated[tuple[float, ...], NoDecode]
+LIST_EXAMPLES = {
+    "sip_trusted_networks": ("10.0.0.0/8,192.168.1.0/24", '["10.0.0.0/8", "192.168.1.0/24"]'),
+    "sip_allowed_networks": ("10.0.0.0/8,192.168.1.0/24", '["10.0.0.0/8", "192.168.1.0/24"]'),
+    "sip_auth_algorithms": ("SHA-256,MD5", '["SHA-256", "MD5"]'),
+    "webhook_retry_schedule": ("5,300,1800", "[5, 300, 1800]"),
+}
 
 
 def _config_file() -> Path | None:
@@ -66,12 +79,12 @@ class Settings(BaseSettings):
     default_agent_id: str | None = Field(
         None, description="Agent that takes calls to a number no agent claims; unset: 404."
     )
-    sip_trusted_networks: tuple[str, ...] = Field(
+    sip_trusted_networks: Networks = Field(
         ("127.0.0.0/8", "::1/128"),
         description="Sources whose P-Asserted-Identity names the caller; their SIP requests are "
         "taken and they are never banned.",
     )
-    sip_allowed_networks: tuple[str, ...] = Field(
+    sip_allowed_networks: Networks = Field(
         ("127.0.0.0/8", "::1/128"),
         description="Sources whose SIP requests are taken, besides sip_trusted_networks; "
         "others get no answer at all, and their TCP connections are closed unread.",
@@ -97,7 +110,7 @@ class Settings(BaseSettings):
         None,
         description="Digest password; set (with sip_auth_username), INVITEs need credentials.",
     )
-    sip_auth_algorithms: tuple[str, ...] = Field(
+    sip_auth_algorithms: Names = Field(
         ("SHA-256", "MD5"),
         min_length=1,
         description="Digest algorithms offered, most preferred first.",
@@ -131,7 +144,7 @@ class Settings(BaseSettings):
         3600, ge=10, description="Seconds a conversation's cvt_ token stays valid."
     )
     webhook_timeout: float = Field(10.0, gt=0, le=60, description="Seconds per delivery attempt.")
-    webhook_retry_schedule: tuple[float, ...] = Field(
+    webhook_retry_schedule: Delays = Field(
         DEFAULT_RETRY_SCHEDULE,
         min_length=1,
         description="Delay before each retry, seconds; its length is the number of retries.",
@@ -155,6 +168,22 @@ class Settings(BaseSettings):
     preload_models: bool = Field(
         True, description="Load the speech models at start rather than on the first call."
     )
+
+    @field_validator(*LIST_EXAMPLES, mode="before")
+    @classmethod
+    def _lists(cls, value: object, info: ValidationInfo) -> object:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError:
+                commas, as_json = LIST_EXAMPLES[str(info.field_name)]
+                raise ValueError(
+                    f"not a JSON list; write it comma-separated ({commas}) or as JSON ({as_json})"
+                ) from None
+        return [item.strip() for item in text.split(",") if item.strip()]
 
     @field_validator("redis_url")
     @classmethod
@@ -191,7 +220,11 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _rtp_range(self) -> Settings:
         if self.rtp_port_max - self.rtp_port_min < 3:
-            raise ValueError("rtp_port_max must be at least rtp_port_min + 3 (one port pair)")
+            raise ValueError(
+                f"VOICEBRIDGE_RTP_PORT_MAX ({self.rtp_port_max}) must be at least "
+                f"VOICEBRIDGE_RTP_PORT_MIN ({self.rtp_port_min}) + 3, room for one RTP/RTCP "
+                "port pair"
+            )
         return self
 
     @field_validator("webhook_retry_schedule")
@@ -238,11 +271,6 @@ def load_settings(**overrides: Any) -> Settings:
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"bad configuration file {path}: {exc}") from None
     except ValueError as exc:
-        # pydantic-settings' own error when a list-valued variable is not valid JSON.
-        parsed = re.search(r'error parsing value for field "(\w+)"', str(exc))
-        if parsed is not None:
-            env = ENV_PREFIX + parsed.group(1).upper()
-            raise SettingsError(f"bad setting {env}: not valid JSON (e.g. [5, 300])") from None
         raise SettingsError(_one_line(f"bad configuration: {exc}")) from None
 
 
@@ -252,8 +280,12 @@ def _one_line(text: str) -> str:
 
 def _explain(error: ErrorDetails, path: Path | None) -> str:
     """One line naming the variable (and the file when the value came from there)."""
-    name = str(error["loc"][0]) if error["loc"] else "settings"
     message = str(error["msg"]).removeprefix("Value error, ")
+    if not error["loc"]:
+        # A rule over several settings: its message names each of them.
+        where = "" if path is None else f" (environment or {path})"
+        return _one_line(f"bad settings{where}: {message}")
+    name = str(error["loc"][0])
     if error["type"] == "extra_forbidden":
         # Only the TOML file can carry a name that is not a field: the environment source
         # reads known names only.

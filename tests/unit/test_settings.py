@@ -187,3 +187,57 @@ def test_the_readme_documents_every_setting() -> None:
     documented = set(re.findall(r"VOICEBRIDGE_[A-Z_]+", readme))
     for name in Settings.model_fields:
         assert f"VOICEBRIDGE_{name.upper()}" in documented, f"README.md lacks {name}"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("VOICEBRIDGE_SIP_ALLOWED_NETWORKS", "10.0.0.0/8", ("10.0.0.0/8",)),
+        (
+            "VOICEBRIDGE_SIP_ALLOWED_NETWORKS",
+            " 10.0.0.0/8, 192.168.1.0/24 ",
+            ("10.0.0.0/8", "192.168.1.0/24"),
+        ),
+        ("VOICEBRIDGE_SIP_TRUSTED_NETWORKS", '["10.1.2.3/32"]', ("10.1.2.3/32",)),
+        ("VOICEBRIDGE_SIP_AUTH_ALGORITHMS", "MD5", ("MD5",)),
+        ("VOICEBRIDGE_WEBHOOK_RETRY_SCHEDULE", "5,300, 1800", (5.0, 300.0, 1800.0)),
+        ("VOICEBRIDGE_WEBHOOK_RETRY_SCHEDULE", "[1, 2.5]", (1.0, 2.5)),
+    ],
+)
+def test_lists_are_comma_separated_or_json(
+    variable: str, value: str, expected: tuple[object, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(variable, value)
+    field = variable.removeprefix("VOICEBRIDGE_").lower()
+    assert getattr(load_settings(), field) == expected
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "example"),
+    [
+        ("VOICEBRIDGE_SIP_ALLOWED_NETWORKS", "[10.0.0.0/8", "10.0.0.0/8,192.168.1.0/24"),
+        ("VOICEBRIDGE_SIP_ALLOWED_NETWORKS", "10.0.0.0/33", "10.0.0.0/8"),
+        ("VOICEBRIDGE_WEBHOOK_RETRY_SCHEDULE", "[5, 300", "5,300,1800"),
+    ],
+)
+def test_a_bad_list_gets_an_example_that_fits_it(
+    variable: str, value: str, example: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert variable in message
+    assert example in message
+    assert "(e.g. [5, 300])" not in message
+
+
+def test_a_rule_over_two_settings_names_both(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOICEBRIDGE_RTP_PORT_MIN", "30000")
+    monkeypatch.setenv("VOICEBRIDGE_RTP_PORT_MAX", "20000")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert "VOICEBRIDGE_RTP_PORT_MIN (30000)" in message
+    assert "VOICEBRIDGE_RTP_PORT_MAX (20000)" in message
+    assert "VOICEBRIDGE_SETTINGS" not in message
