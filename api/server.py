@@ -56,12 +56,27 @@ async def open_redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
             await embedded.stop()
 
 
+NEW_KEY_HINT = "voicebridge keys create --name NAME"
+
+
 async def ensure_bootstrap_key(store: Store) -> str | None:
     """On first start (no live key), create one so the operator can call the API at all."""
     if await store.api_keys.any_active():
         return None
     _record, key = await store.api_keys.create("bootstrap")
     return key
+
+
+async def announce_bootstrap_key(store: Store) -> None:
+    key = await ensure_bootstrap_key(store)
+    if key is not None:
+        print(
+            f"bootstrap API key (shown once, keep it; lost it? `{NEW_KEY_HINT}` with this "
+            f"server's settings makes another): {key}",
+            flush=True,
+        )
+    else:
+        log.info("API keys exist; no bootstrap key made (a new one: `%s`)", NEW_KEY_HINT)
 
 
 async def serve(settings: Settings) -> None:
@@ -71,9 +86,6 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with open_redis(settings) as redis:
         store = Store(redis, settings.redis_prefix)
-        key = await ensure_bootstrap_key(store)
-        if key is not None:
-            print(f"bootstrap API key (shown once, keep it): {key}", flush=True)
         metrics = ApiMetrics()
         app = create_app(settings, store, metrics)
         runner = web.AppRunner(
@@ -94,7 +106,6 @@ async def serve(settings: Settings) -> None:
                 f"cannot listen on {where} (VOICEBRIDGE_HTTP_HOST/VOICEBRIDGE_HTTP_PORT): "
                 f"{exc.strerror or exc}"
             ) from None
-        print(f"voicebridge REST API on {settings.base_url()}", flush=True)
         voice = AppState.of(app).voice
         phone = user_agent(settings, store, voice.sessions, voice.clock)
         try:
@@ -106,6 +117,10 @@ async def serve(settings: Settings) -> None:
                 f"cannot listen on {where} (VOICEBRIDGE_SIP_HOST/VOICEBRIDGE_SIP_PORT): "
                 f"{exc.strerror or exc}"
             ) from None
+        # Only now that nothing can fail to bind: a key made before a failed start would be
+        # shown to nobody who keeps it, and the next start would not make another.
+        await announce_bootstrap_key(store)
+        print(f"voicebridge REST API on {settings.base_url()}", flush=True)
         print(f"voicebridge SIP on udp+tcp {settings.sip_host}:{phone.port}", flush=True)
         workers = await start_background(settings, store, metrics)
         if settings.preload_models:

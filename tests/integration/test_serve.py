@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import socket
 import signal
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -195,3 +196,32 @@ async def test_a_port_in_use_is_one_line_and_no_redis_left(launch: Launch, tmp_p
     assert (tmp_path / "two" / "voicebridge.aof").is_file(), "its embedded Redis had started"
     assert not socket_answers(tmp_path / "two" / "redis.sock"), "and was stopped on the way out"
     await stop_promptly(first)
+
+
+@pytest.mark.parametrize("taken", ["http", "sip"])
+async def test_a_failed_start_keeps_the_bootstrap_key_for_the_next(
+    launch: Launch, tmp_path: Path, taken: str
+) -> None:
+    data = environment(VOICEBRIDGE_DATA_DIR=str(tmp_path / "data"))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sip, socket.socket() as http:
+        http.bind(("127.0.0.1", 0))
+        http.listen()
+        sip.bind(("127.0.0.1", 0))
+        blocked = {
+            "http": {"VOICEBRIDGE_HTTP_PORT": str(http.getsockname()[1])},
+            "sip": {"VOICEBRIDGE_SIP_PORT": str(sip.getsockname()[1])},
+        }[taken]
+        env = data | {"VOICEBRIDGE_HTTP_HOST": "127.0.0.1", "VOICEBRIDGE_SIP_HOST": "127.0.0.1"}
+        failed = await asyncio.to_thread(
+            run_cli, ["serve"], env | {"VOICEBRIDGE_PRELOAD_MODELS": "false"} | blocked, tmp_path
+        )
+    assert failed.returncode == 1, failed.stderr
+    assert "cannot listen" in failed.stderr
+    assert not KEY_PATTERN.search(failed.stdout + failed.stderr)
+    server = launch(data)
+    await server.start()
+    assert server.bootstrap_key is not None, "the failed start must not have used it up"
+    assert "voicebridge keys create" in "".join(server.stdout)
+    status, _body = await request("GET", f"{server.base_url}/v1/agents", server.bootstrap_key)
+    assert status == 200
+    await stop_promptly(server)
