@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import socket
 import signal
+import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
