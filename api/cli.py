@@ -10,14 +10,18 @@ from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
 
-from api.server import StartupError, open_redis, serve
+from api.server import StartupError, describe_redis, open_redis, serve
 from bridge.embedded_redis import EmbeddedRedisError
 from bridge.settings import Settings, SettingsError, load_settings
 from bridge.store import Store
 
 
-async def _with_store(settings: Settings, action: Callable[[Store], Awaitable[int]]) -> int:
-    async with open_redis(settings) as redis:
+async def _with_store(
+    settings: Settings, action: Callable[[Store], Awaitable[int]], *, create: bool
+) -> int:
+    # Said first, on stderr: a listing from the wrong place looks just like an empty one.
+    print(f"API keys in {describe_redis(settings)}", file=sys.stderr)
+    async with open_redis(settings, create=create) as redis:
         return await action(Store(redis, settings.redis_prefix))
 
 
@@ -32,7 +36,10 @@ def _keys_create(name: str) -> Callable[[Store], Awaitable[int]]:
 
 
 async def _keys_list(store: Store) -> int:
-    for record in await store.api_keys.all():
+    records = await store.api_keys.all()
+    if not records:
+        print("no API keys there", file=sys.stderr)
+    for record in records:
         state = f"revoked {record.revoked_at}" if record.revoked_at else "active"
         print(
             f"{record.key_id}\tvbk_{record.prefix}_…\t{record.name}\t{record.created_at}\t{state}"
@@ -99,7 +106,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         actions["create"] = _keys_create(args.name)
     elif args.keys_command == "revoke":
         actions["revoke"] = _keys_revoke(args.key)
-    return asyncio.run(_with_store(settings, actions[args.keys_command]))
+    # Only `create` may start from nothing; listing or revoking in a place without data would
+    # otherwise make an empty Redis there and report nothing wrong.
+    creates = args.keys_command == "create"
+    return asyncio.run(_with_store(settings, actions[args.keys_command], create=creates))
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import signal
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -38,12 +40,33 @@ class StartupError(RuntimeError):
     """The bridge cannot start; the message is one line saying why."""
 
 
+def describe_redis(settings: Settings) -> str:
+    """Which Redis the settings name, as an operator would look for it (no password)."""
+    if settings.redis_url is None:
+        return f"the embedded Redis under {settings.data_dir.resolve()} (VOICEBRIDGE_DATA_DIR)"
+    url = re.sub(r"//[^@/]*@", "//", settings.redis_url)
+    return f"{url} (VOICEBRIDGE_REDIS_URL), prefix {settings.redis_prefix}"
+
+
+def holds_data(data_dir: Path) -> bool:
+    """Whether an embedded Redis ever kept data under `data_dir` (its AOF, or a live socket)."""
+    return any((data_dir / name).exists() for name in ("voicebridge.aof", "redis.sock"))
+
+
 @contextlib.asynccontextmanager
-async def open_redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    """A client on the configured Redis, starting the embedded one when none is configured."""
+async def open_redis(settings: Settings, *, create: bool = True) -> AsyncIterator[aioredis.Redis]:
+    """A client on the configured Redis, starting the embedded one when none is configured.
+    With `create` false, an embedded Redis that never held data is an error rather than made
+    (a command that only reads must not leave a new data directory behind)."""
     embedded: EmbeddedRedis | None = None
     url = settings.redis_url
     if url is None:
+        if not create and not holds_data(settings.data_dir):
+            raise StartupError(
+                f"no voicebridge data under {settings.data_dir.resolve()}: run this where "
+                "`voicebridge serve` runs, or with its VOICEBRIDGE_DATA_DIR or "
+                "VOICEBRIDGE_REDIS_URL"
+            )
         embedded = EmbeddedRedis(settings.data_dir)
         await embedded.start()
         url = embedded.url

@@ -148,6 +148,7 @@ async def test_revoke_by_prefix_leaves_other_keys_alone(backend: Backend) -> Non
 
 
 async def test_revoking_an_unknown_key_fails(backend: Backend) -> None:
+    await create_key(backend, "another")
     code, _out, err = await cli(backend, "keys", "revoke", "key_nosuchkey")
     assert code == 1
     assert "no API key 'key_nosuchkey'" in err
@@ -198,3 +199,38 @@ def test_an_unreachable_redis_is_one_line_not_a_traceback(tmp_path: Path) -> Non
     assert "Traceback" not in done.stderr
     [line] = [row for row in done.stderr.splitlines() if row.startswith("voicebridge:")]
     assert "VOICEBRIDGE_REDIS_URL" in line
+
+
+@pytest.mark.parametrize("command", [["keys", "list"], ["keys", "revoke", "key_x"]])
+def test_reading_keys_where_there_is_no_data_says_where_and_makes_nothing(
+    tmp_path: Path, command: list[str]
+) -> None:
+    done = run_cli(command, environment(), tmp_path, timeout=30)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    data = tmp_path / "data"
+    assert f"API keys in the embedded Redis under {data}" in done.stderr
+    [line] = [row for row in done.stderr.splitlines() if row.startswith("voicebridge:")]
+    assert f"no voicebridge data under {data}" in line
+    assert "VOICEBRIDGE_DATA_DIR" in line
+    assert not data.exists(), "a command that only reads must not create the data directory"
+
+
+async def test_every_keys_command_says_which_redis_it_used(backend: Backend) -> None:
+    await create_key(backend, "k")
+    code, _out, err = await cli(backend, "keys", "list")
+    assert code == 0
+    if backend.name == "system":
+        prefix = backend.env["VOICEBRIDGE_REDIS_PREFIX"]
+        assert f"API keys in {backend.env['VOICEBRIDGE_REDIS_URL']}" in err
+        assert f"prefix {prefix}" in err
+    else:
+        assert f"API keys in the embedded Redis under {backend.data_dir}" in err
+
+
+def test_a_password_in_the_redis_url_is_not_shown(tmp_path: Path) -> None:
+    env = environment(VOICEBRIDGE_REDIS_URL="redis://user:hunter2@127.0.0.1:1/0")
+    done = run_cli(["keys", "list"], env, tmp_path, timeout=60)
+    assert done.returncode == 1
+    assert "hunter2" not in done.stderr + done.stdout
+    assert "redis://127.0.0.1:1/0" in done.stderr
