@@ -58,3 +58,27 @@ ensure_installed() {
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT$extras"
     echo "$digest" >"$stamp"
 }
+
+# Install the Debian packages of scripts/apt-packages.txt that `$1` (serve or test) needs and
+# that are missing (with sudo unless root). Nothing to do on a system without dpkg.
+ensure_apt_packages() {
+    local job="$1" list="$ROOT/scripts/apt-packages.txt" missing=() pkg jobs sudo=()
+    command -v dpkg-query >/dev/null 2>&1 || {
+        say "no dpkg here: skipping $list"
+        return 0
+    }
+    while read -r pkg jobs; do
+        pkg="${pkg%%#*}"
+        [ -n "$pkg" ] || continue
+        case " $jobs " in *" $job "*) ;; *) continue ;; esac
+        if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+            missing+=("$pkg")
+        fi
+    done <"$list"
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    say "installing Debian packages: ${missing[*]}"
+    "${sudo[@]}" apt-get update -q
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
