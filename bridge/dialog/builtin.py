@@ -144,13 +144,45 @@ def best_match(context: DialogContext, text: str) -> Match | None:
     return best
 
 
+# What each personality puts before an intent's answer, by a word its description contains.
+OPENERS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("friendly", "warm", "cheerful", "enthusiastic"), "Sure!"),
+    (("formal", "professional", "polite"), "Certainly."),
+)
+# Answers already opening with an acknowledgement get no other: "Sure! Sure, I can…" stutters.
+ACKNOWLEDGEMENTS = (
+    "sure",
+    "certainly",
+    "of course",
+    "absolutely",
+    "definitely",
+    "gladly",
+    "happy to",
+    "no problem",
+    "okay",
+    "ok",
+    "alright",
+    "all right",
+    "great",
+    "yes",
+    "yeah",
+    "right",
+)
+_OPENS_WITH_ACK = re.compile(
+    r"^\W*(?:" + "|".join(re.escape(a) for a in ACKNOWLEDGEMENTS) + r")\b", re.IGNORECASE
+)
+
+
 def shape(line: str, personality: str | None) -> str:
-    """A light touch of personality on answers (not on fixed lines like the farewell)."""
+    """A light touch of personality on intent answers (not on fixed lines like the farewell):
+    friendly, warm, cheerful or enthusiastic agents open with "Sure!", formal, professional or
+    polite ones with "Certainly.", unless the answer already opens with an acknowledgement."""
     style = (personality or "").lower()
-    if any(word in style for word in ("friendly", "warm", "cheerful", "enthusiastic")):
-        return f"Sure! {line}"
-    if any(word in style for word in ("formal", "professional", "polite")):
-        return f"Certainly. {line}"
+    if not line.strip() or _OPENS_WITH_ACK.match(line):
+        return line
+    for words_in_style, opener in OPENERS:
+        if any(word in style for word in words_in_style):
+            return f"{opener} {line.lstrip()}"
     return line
 
 

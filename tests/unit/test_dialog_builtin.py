@@ -5,7 +5,17 @@ from typing import Any
 import pytest
 
 from bridge.dialog.base import Act, DialogContext, ReplyPart, Say
-from bridge.dialog.builtin import BuiltinEngine, best_match, is_done, wants_person
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bridge.dialog.builtin import (
+    ACKNOWLEDGEMENTS,
+    BuiltinEngine,
+    best_match,
+    is_done,
+    shape,
+    wants_person,
+)
 from bridge.dialog.templates import fields, render
 from bridge.models import Agent, Intent
 
@@ -98,6 +108,43 @@ async def test_personality_shapes_answers() -> None:
     assert (await _reply(friendly, "opening hours?"))[0] == Say(
         "Sure! We are open nine to five, Monday to Friday."
     )
+
+
+async def test_an_answer_that_already_acknowledges_is_not_given_another() -> None:
+    sure = Intent(name="order", phrases=["my order"], response="Sure, I can look up your order.")
+    friendly = _context(personality="friendly", intents=[sure])
+    assert await _reply(friendly, "where is my order") == [Say("Sure, I can look up your order.")]
+    formal = _context(personality="formal", intents=[sure])
+    assert await _reply(formal, "where is my order") == [Say("Sure, I can look up your order.")]
+    assert shape("Of course! It ships today.", "friendly") == "Of course! It ships today."
+    assert shape("certainly: it ships today", "friendly") == "certainly: it ships today"
+    assert shape("Sure-footed couriers take it.", "friendly") == "Sure-footed couriers take it."
+    assert shape("It ships today.", "professional") == "Certainly. It ships today."
+    assert shape("It ships today.", "calm") == "It ships today."
+
+
+PERSONALITIES = st.sampled_from([None, "friendly", "formal and polite", "cheerful", "terse"])
+OPENINGS = st.sampled_from(["", *ACKNOWLEDGEMENTS, "Sure!", "Certainly.", "We", "Your"])
+
+
+@given(
+    personality=PERSONALITIES,
+    opening=OPENINGS,
+    case=st.sampled_from([str, str.upper, str.capitalize]),
+    punctuation=st.sampled_from(["", "!", ",", ".", " -"]),
+    rest=st.text(st.sampled_from("abc ,.!?"), max_size=20),
+)
+def test_shaping_never_stutters(
+    personality: str | None, opening: str, case: Any, punctuation: str, rest: str
+) -> None:
+    line = f"{case(opening)}{punctuation} {rest}".strip()
+    shaped = shape(line, personality)
+    assert shaped.endswith(line.lstrip())
+    added = shaped[: len(shaped) - len(line.lstrip())].strip().rstrip("!.").lower()
+    if added:
+        first = line.lower().lstrip(" ,.!?-")
+        assert not any(first.startswith(ack) for ack in ACKNOWLEDGEMENTS), (line, shaped)
+        assert not first.startswith(added)
 
 
 async def test_unclear_turn_gets_a_clarification_and_unknown_a_fallback_offering_a_person() -> None:
