@@ -3,11 +3,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-from bridge.dialog.base import Act, DialogContext, ReplyPart, Say
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bridge.dialog.base import Act, DialogContext, ReplyPart, Say
 from bridge.dialog.builtin import (
     ACKNOWLEDGEMENTS,
     BuiltinEngine,
