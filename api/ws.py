@@ -169,7 +169,6 @@ class SocketConnection:
         self._session = session
         self._encoder = Encoder(start.encoding, start.sample_rate)
         await self.voice.connect(self.conversation_id, self)
-        session.attach(self)
         self.send_event(
             "ready",
             {
@@ -179,6 +178,8 @@ class SocketConnection:
                 "frame_ms": 20,
             },
         )
+        # After `ready`: the session's events held until now (the greeting's) follow it.
+        session.attach(self)
         # The caller's timeline runs in real time from now on, sent audio or not, so the turn
         # ends and the recording stays aligned with the agent's side.
         self._audio_started = self._last_audio = time.monotonic()

@@ -56,8 +56,8 @@ PersonalityText = Annotated[
     str,
     Field(
         max_length=4000,
-        description="Free text. The builtin engine opens intent answers with \"Sure!\" when it "
-        "says friendly, warm, cheerful or enthusiastic, with \"Certainly.\" when formal, "
+        description='Free text. The builtin engine opens intent answers with "Sure!" when it '
+        'says friendly, warm, cheerful or enthusiastic, with "Certainly." when formal, '
         "professional or polite (never when the answer already opens with an acknowledgement); "
         "the openai engine puts it in the system prompt.",
     ),

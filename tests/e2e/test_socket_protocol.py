@@ -201,3 +201,21 @@ async def test_the_recording_holds_both_sides(
     assert 2000 < np.abs(caller).max() < 4000, "the caller's tone is on the caller's side"
     # The tone came after the greeting had been played, and the recording keeps that order.
     assert np.argmax(np.abs(caller) > 2000) > np.argmax(np.abs(agent) > 1000)
+
+
+async def test_a_cached_greeting_sends_the_same_events(converse: Connect) -> None:
+    """The second conversation's greeting comes from the phrase cache, synthesized by the first:
+    it must still be announced, after `ready`. (The order of agent.message and
+    agent.audio.start is the pipeline's timing: text is announced once complete, audio when it
+    starts playing.)"""
+    agent = {"custom_responses": {"greeting": "Welcome to the cached line, how can I help?"}}
+    seen = []
+    for _ in range(2):
+        client, _body = await converse(agent)
+        await client.wait_for("agent.audio.end")
+        seen.append([(e.type, e.data.get("text")) for e in client.events])
+    first, second = seen
+    assert sorted(first, key=str) == sorted(second, key=str), "the cache changed the events"
+    assert first[0][0] == "ready"
+    assert ("agent.message", agent["custom_responses"]["greeting"]) in first
+    assert [kind for kind, _text in first].count("agent.audio.start") == 1
