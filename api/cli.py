@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
 
 from api.server import StartupError, describe_redis, open_redis, serve
+from bridge import logs
 from bridge.embedded_redis import EmbeddedRedisError
 from bridge.settings import Settings, SettingsError, load_settings
 from bridge.store import Store
@@ -81,9 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"voicebridge: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings.log_level, settings.log_format)
     try:
         return _run(args, settings)
     except (StartupError, EmbeddedRedisError) as exc:

@@ -145,16 +145,36 @@ async def serve(settings: Settings) -> None:
         await announce_bootstrap_key(store)
         print(f"voicebridge REST API on {settings.base_url()}", flush=True)
         print(f"voicebridge SIP on udp+tcp {settings.sip_host}:{phone.port}", flush=True)
+        log.info(
+            "node %s started: REST API on %s, SIP on udp+tcp %s:%d, %s",
+            settings.node_id,
+            settings.base_url(),
+            settings.sip_host,
+            phone.port,
+            describe_redis(settings),
+        )
         workers = await start_background(settings, store, metrics)
         if settings.preload_models:
-            workers.append(loop.create_task(preload(voice.runtime)))
+            workers.append(loop.create_task(preload(voice.runtime, settings.node_id)))
+        else:
+            log.info(
+                "node %s ready: speech models load on the first conversation", settings.node_id
+            )
+        state = AppState.of(app)
         try:
             await stop.wait()
         finally:
-            log.info("shutting down")
+            state.draining = True
+            log.info(
+                "node %s draining: %d live calls get up to %.0f s (VOICEBRIDGE_SIP_DRAIN_TIMEOUT)",
+                settings.node_id,
+                len(phone.calls),
+                settings.sip_drain_timeout,
+            )
             await stop_calls(phone, voice, settings.sip_drain_timeout)
             await cancel_all(workers, SHUTDOWN_GRACE)
             await runner.cleanup()
+            log.info("node %s stopped", settings.node_id)
 
 
 async def stop_calls(phone: UserAgent, voice: VoiceService, grace: float) -> None:
@@ -172,14 +192,17 @@ async def stop_calls(phone: UserAgent, voice: VoiceService, grace: float) -> Non
     await phone.close()
 
 
-async def preload(runtime: VoiceRuntime) -> None:
-    """Load the speech models now, so the first caller does not wait for them."""
+async def preload(runtime: VoiceRuntime, node: str) -> None:
+    """Load the speech models now, so the first caller does not wait for them; /readyz says
+    503 until they are."""
     try:
         await runtime.ready()
     except Exception:
         log.exception("loading the speech models failed; conversations cannot start")
         return
     print("speech models loaded", flush=True)
+    voices = ", ".join(f"{name} {state}" for name, state in runtime.voices().items())
+    log.info("node %s ready: taking calls (voices: %s)", node, voices)
 
 
 async def cancel_all(tasks: list[asyncio.Task[None]], grace: float) -> None:

@@ -18,6 +18,8 @@ class AppState:
     store: Store
     metrics: ApiMetrics
     voice: VoiceService
+    draining: bool = False
+    """Set from SIGTERM on: readiness answers 503 so balancers send calls elsewhere."""
 
     @staticmethod
     def of(app: web.Application) -> AppState:

@@ -27,6 +27,7 @@ from api.voice import VoiceService
 from bridge.session import HandoffOutcome, Session
 from bridge.sessions import HeldElsewhere, NotActive
 from bridge.store import NotFound
+from bridge.voice_runtime import VoiceUnavailable
 from media.codec import Decoder, Encoder, Encoding
 from media.frames import FRAME_MS, PIPELINE_RATE
 
@@ -159,6 +160,9 @@ class SocketConnection:
             return
         except HeldElsewhere as exc:
             await self.refuse(CLOSE_REPLACED, str(exc))
+            return
+        except VoiceUnavailable as exc:
+            await self.refuse(CLOSE_UNAVAILABLE, str(exc))
             return
         except Exception:
             log.exception(

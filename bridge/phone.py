@@ -151,6 +151,9 @@ class PhoneBridge:
         if agent.status != "active":
             # The number exists; nobody takes its calls right now.
             return RejectCall(480)
+        if self.sessions.runtime.voice_problem(agent.voice_type) is not None:
+            # Not answered into silence: a PBX that gets 503 can try another route.
+            return RejectCall(503, reason="Agent Voice Unavailable")
         return AcceptCall(agent.agent_id, PhoneCall(self, agent))
 
     async def _agent_for(self, number: str | None) -> Agent | None:

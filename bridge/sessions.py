@@ -22,7 +22,7 @@ from bridge.dialog.base import DialogContext, DialogEngine
 from bridge.models import Agent, Conversation
 from bridge.session import Session, SessionConfig
 from bridge.store import Store
-from bridge.voice_runtime import VoiceRuntime
+from bridge.voice_runtime import VoiceRuntime, VoiceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,13 @@ class Sessions:
             raise HeldElsewhere(f"conversation {conversation_id} is held by {holder}")
         agent = await self.store.agents.get(conversation.agent_id)
         models = await self.runtime.ready()
+        problem = self.runtime.voice_problem(agent.voice_type)
+        if problem is not None:
+            # Refused, not answered into silence: the conversation ends here and now.
+            await self.store.conversations.end(
+                conversation_id, reason="voice_unavailable", status="failed"
+            )
+            raise VoiceUnavailable(problem)
         conversation = await self.store.conversations.claim(conversation_id, self.node)
         session_box: list[Session] = []
 

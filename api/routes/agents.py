@@ -25,11 +25,22 @@ def check_engine_url(body: AgentCreate | AgentUpdate, settings: Settings) -> Non
         raise ApiError(422, "validation_error", exc.message, param="dialog_engine.url") from None
 
 
+def check_voice(body: AgentCreate | AgentUpdate, state: AppState) -> None:
+    """An agent this server could not make speak is refused when it is made, not at its first
+    call."""
+    if body.voice_type is None:
+        return
+    problem = state.voice.runtime.voice_problem(body.voice_type)
+    if problem is not None:
+        raise ApiError(422, "voice_unavailable", problem, param="voice_type")
+
+
 @routes.post("/v1/agents")
 async def create_agent(request: web.Request) -> web.Response:
     state = AppState.of(request.app)
     body = await parse_body(request, AgentCreate)
     check_engine_url(body, state.settings)
+    check_voice(body, state)
     agent = await state.store.agents.create(body.model_dump())
     return respond(agent, status=201)
 
@@ -52,6 +63,7 @@ async def update_agent(request: web.Request) -> web.Response:
     state = AppState.of(request.app)
     body = await parse_body(request, AgentUpdate)
     check_engine_url(body, state.settings)
+    check_voice(body, state)
     changes = body.model_dump(include=body.model_fields_set)
     agent = await state.store.agents.update(request.match_info["agent_id"], changes)
     return respond(agent)

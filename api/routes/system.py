@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -17,6 +18,7 @@ from bridge.events import EVENT_TYPES
 routes = web.RouteTableDef()
 
 READY_TIMEOUT = 0.8
+ModelsState = Literal["ok", "loading", "not_loaded", "failed", "on_demand"]
 
 
 @routes.get("/healthz")
@@ -26,14 +28,39 @@ async def healthz(_request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
+    """Ready means "send me calls now": Redis answers, the speech models are loaded (or load on
+    demand), and the node is not draining."""
+    state = AppState.of(request.app)
+    runtime = state.voice.runtime
+    models: ModelsState = runtime.state
+    if models == "not_loaded" and not state.settings.preload_models:
+        models = "on_demand"
+    redis = "ok"
     # Probes time out in about a second; answer before the client's retries would.
     try:
-        await asyncio.wait_for(AppState.of(request.app).store.ping(), READY_TIMEOUT)
+        await asyncio.wait_for(state.store.ping(), READY_TIMEOUT)
     except TimeoutError:
-        return respond(Readiness(status="unavailable", redis="no answer"), 503)
+        redis = "no answer"
     except (RedisError, OSError) as exc:
-        return respond(Readiness(status="unavailable", redis=str(exc) or type(exc).__name__), 503)
-    return respond(Readiness(status="ok", redis="ok"))
+        redis = str(exc) or type(exc).__name__
+    reasons = []
+    if state.draining:
+        reasons.append("draining")
+    if redis != "ok":
+        reasons.append(f"redis: {redis}")
+    # Loading on demand (no preload) does not stop calls: they wait for the models.
+    if models == "failed" or (state.settings.preload_models and models != "ok"):
+        detail = f" ({runtime.failure})" if models == "failed" else ""
+        reasons.append(f"speech models {models}{detail}")
+    body = Readiness(
+        status="unavailable" if reasons else "ok",
+        redis=redis,
+        models=models,
+        voices=runtime.voices(),
+        draining=state.draining,
+        reason="; ".join(reasons) or None,
+    )
+    return respond(body, 503 if reasons else 200)
 
 
 @routes.get("/metrics")

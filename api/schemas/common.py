@@ -92,8 +92,21 @@ class Health(Output):
 
 
 class Readiness(Output):
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "unavailable"] = Field(
+        description='"ok" only when this node can take a call now.'
+    )
     redis: str = Field(description='"ok", or why the data store is not reachable.')
+    models: Literal["ok", "loading", "not_loaded", "failed", "on_demand"] = Field(
+        "ok",
+        description="The speech models: on_demand when the server loads them on the first "
+        "conversation (VOICEBRIDGE_PRELOAD_MODELS=false).",
+    )
+    voices: dict[str, str] = Field(
+        default_factory=dict,
+        description='Each voice type: "ok", "not_loaded" or "unavailable: <why>".',
+    )
+    draining: bool = Field(False, description="Shutting down: finishing calls, taking none.")
+    reason: str | None = Field(None, description="Why the node is not ready.")
 
 
 def _case_insensitive(tag: str) -> str:

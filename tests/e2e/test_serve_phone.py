@@ -131,6 +131,11 @@ async def drain_with_two_calls(
         await asyncio.sleep(0.5)
         assert await refused_with(sip_port, NUMBER) == 503
         assert await refused_with(sip_port, NUMBER, "OPTIONS") == 503
+        # Readiness agrees with SIP: balancers and orchestrators route around a draining node.
+        async with http.get(f"{serve.base_url}/readyz") as ready:
+            assert ready.status == 503
+            body = await ready.json()
+        assert body["draining"] is True and body["reason"] == "draining"
 
         first = await hangs_up.wait(30)
         second = await waits.wait(30)

@@ -32,6 +32,17 @@ PROMPT_EXIT = 5.0
 
 Launch = Callable[[dict[str, str]], ServeProcess]
 
+# What a server that loads its models on the first conversation (these tests' setting) says:
+# it can take a call now.
+ON_DEMAND = {
+    "status": "ok",
+    "redis": "ok",
+    "models": "on_demand",
+    "voices": {"male": "not_loaded", "female": "not_loaded"},
+    "draining": False,
+    "reason": None,
+}
+
 
 @pytest.fixture
 async def launch(tmp_path: Path) -> AsyncIterator[Launch]:
@@ -79,10 +90,7 @@ async def test_serve_on_the_embedded_redis(launch: Launch, tmp_path: Path) -> No
     assert key is not None, "the first start prints a key: " + "".join(first.stdout)
 
     assert await request("GET", f"{first.base_url}/healthz") == (200, {"status": "ok"})
-    assert await request("GET", f"{first.base_url}/readyz") == (
-        200,
-        {"status": "ok", "redis": "ok"},
-    )
+    assert await request("GET", f"{first.base_url}/readyz") == (200, ON_DEMAND)
     status, body = await request("POST", f"{first.base_url}/v1/agents", json={"name": "x"})
     assert status == 401 and body["error"]["code"] == "invalid_api_key"
     status, agent = await request(
@@ -146,10 +154,7 @@ async def test_serve_on_the_system_redis(
         key = first.bootstrap_key
         assert key is not None
         assert children_named(first.pid, "redis-server") == []
-        assert await request("GET", f"{first.base_url}/readyz") == (
-            200,
-            {"status": "ok", "redis": "ok"},
-        )
+        assert await request("GET", f"{first.base_url}/readyz") == (200, ON_DEMAND)
         status, agent = await request(
             "POST", f"{first.base_url}/v1/agents", key, json={"name": "Sales"}
         )
