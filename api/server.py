@@ -19,10 +19,11 @@ from api.delivery.worker import DeliveryWorker
 from api.metrics import ApiMetrics
 from api.state import AppState
 from api.voice import VoiceService
-from bridge import recordings
+from bridge import recordings, sweeper
 from bridge.embedded_redis import EmbeddedRedis
 from bridge.phone import user_agent
 from bridge.redis_client import connect
+from bridge.sessions import Sessions
 from bridge.settings import Settings
 from bridge.sip.call_interfaces import EndReason
 from bridge.sip.useragent import UserAgent
@@ -153,7 +154,7 @@ async def serve(settings: Settings) -> None:
             phone.port,
             describe_redis(settings),
         )
-        workers = await start_background(settings, store, metrics)
+        workers = await start_background(settings, store, metrics, voice.sessions)
         if settings.preload_models:
             workers.append(loop.create_task(preload(voice.runtime, settings.node_id)))
         else:
@@ -226,8 +227,13 @@ async def cancel_all(tasks: list[asyncio.Task[None]], grace: float) -> None:
 
 
 async def start_background(
-    settings: Settings, store: Store, metrics: ApiMetrics
+    settings: Settings, store: Store, metrics: ApiMetrics, sessions: Sessions | None = None
 ) -> list[asyncio.Task[None]]:
-    """The loops that run beside the HTTP server: the webhook delivery worker and the recording
-    retention sweep."""
-    return [*DeliveryWorker(settings, store, metrics).start(), *recordings.start_sweeper(settings)]
+    """The loops that run beside the HTTP server: the webhook delivery worker, the recording
+    retention sweep and, for a process holding `sessions`, the sweep that ends conversations
+    nothing holds."""
+    return [
+        *DeliveryWorker(settings, store, metrics).start(),
+        *recordings.start_sweeper(settings),
+        *(sweeper.start(settings, store, sessions) if sessions is not None else []),
+    ]

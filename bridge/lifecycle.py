@@ -14,7 +14,7 @@ def can_transition(current: ConversationStatus, target: ConversationStatus) -> b
 
 def status_for_end_reason(reason: str) -> ConversationStatus:
     """The final status an end reason implies when the caller of `end` does not say."""
-    if reason in ("error", "failed", "media_timeout"):
+    if reason in ("error", "failed", "media_timeout", "not_connected", "node_lost"):
         return "failed"
     if reason == "transferred":
         return "transferred"

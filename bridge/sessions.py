@@ -11,6 +11,7 @@ take a conversation over only from a process that is gone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from redis.exceptions import RedisError
 from bridge.dialog.base import DialogContext, DialogEngine
 from bridge.models import Agent, Conversation
 from bridge.session import Session, SessionConfig
-from bridge.store import Store
+from bridge.store import Conflict, NotFound, Store
 from bridge.voice_runtime import VoiceRuntime, VoiceUnavailable
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,22 @@ class Sessions:
         self._config = config or SessionConfig()
         self._live: dict[str, Session] = {}
         self._opening: dict[str, asyncio.Task[Session]] = {}
+        self._unrecorded: dict[str, str] = {}
+
+    def holds(self, conversation_id: str) -> bool:
+        """Whether a session for the conversation runs or is starting here."""
+        live = self._live.get(conversation_id)
+        return conversation_id in self._opening or (live is not None and not live.ended.is_set())
+
+    def finished_here(self) -> dict[str, str]:
+        """Conversations whose session ended here, with the reason it ended for; the store may
+        not have recorded the end (Redis was down when the session ended)."""
+        return dict(self._unrecorded)
+
+    def forget(self, conversation_ids: set[str]) -> None:
+        """The store has these conversations ended: their sessions need no more care."""
+        for conversation_id in conversation_ids:
+            self._unrecorded.pop(conversation_id, None)
 
     def __len__(self) -> int:
         return len(self._live)
@@ -84,6 +101,20 @@ class Sessions:
         return await asyncio.shield(opening)
 
     async def _start(self, conversation_id: str) -> Session:
+        try:
+            return await self._start_session(conversation_id)
+        except (NotActive, HeldElsewhere, NotFound, Conflict, RedisError, VoiceUnavailable):
+            # Nothing was started (or the refusal ended it), or the store cannot say: the
+            # conversation stays as it is.
+            raise
+        except Exception:
+            # The voice pipeline failed (models, dialog engine): no retry would fare better,
+            # so the conversation ends now rather than staying active with nothing holding it.
+            with contextlib.suppress(Exception):
+                await self.store.conversations.end(conversation_id, reason="error")
+            raise
+
+    async def _start_session(self, conversation_id: str) -> Session:
         conversation = await self.store.conversations.get(conversation_id)
         if conversation.status != "active":
             raise NotActive(f"conversation {conversation_id} is {conversation.status}")
@@ -126,12 +157,17 @@ class Sessions:
         )
         session_box.append(session)
         self._live[conversation_id] = session
-        session.start()
+        try:
+            session.start()
+        except Exception:
+            del self._live[conversation_id]
+            raise
         return session
 
     def _finished(self, session: Session) -> None:
         if self._live.get(session.id) is session:
             del self._live[session.id]
+        self._unrecorded[session.id] = session.end_reason or "error"
 
     async def listen(self) -> None:
         """Keep the heartbeat and carry out commands sent to this process, until cancelled."""

@@ -143,6 +143,12 @@ class Settings(BaseSettings):
     conversation_token_ttl: int = Field(
         3600, ge=10, description="Seconds a conversation's cvt_ token stays valid."
     )
+    conversation_connect_timeout: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds a conversation may wait for its WebSocket (or its call's session) "
+        "before it ends failed with reason not_connected; never more than the token's TTL.",
+    )
     webhook_timeout: float = Field(10.0, gt=0, le=60, description="Seconds per delivery attempt.")
     webhook_retry_schedule: Delays = Field(
         DEFAULT_RETRY_SCHEDULE,

@@ -3,6 +3,7 @@ the same MULTI/EXEC as the change itself."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -147,6 +148,16 @@ class Conversations(Part):
         else:
             index = self.keys.conversations
         return await self.scan_index(index, bounds, limit, self.load_many, flt.accepts)
+
+    async def active(self, batch: int = 500) -> Sequence[Conversation]:
+        """Every conversation the status index lists as active, its records read in batches."""
+        index = self.keys.conversations_by("status", "active")
+        found = cast(list[str], await self.redis.zrange(index, 0, -1))
+        active: list[Conversation] = []
+        for start in range(0, len(found), batch):
+            loaded = await self.load_many(found[start : start + batch])
+            active.extend(c for c in loaded if c is not None and c.status == "active")
+        return active
 
     async def resolve_token(self, token: str) -> str | None:
         """The conversation a cvt_ token opens, or None when unknown or expired."""

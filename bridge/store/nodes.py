@@ -14,6 +14,15 @@ class Nodes(Part):
     async def alive(self, node: str) -> bool:
         return bool(await self.redis.exists(self.keys.node_alive(node)))
 
+    async def alive_among(self, nodes: set[str]) -> frozenset[str]:
+        """Which of `nodes` have their heartbeat key, read in one round trip."""
+        ordered = sorted(nodes)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for node in ordered:
+                pipe.exists(self.keys.node_alive(node))
+            found = await pipe.execute()
+        return frozenset(node for node, present in zip(ordered, found, strict=True) if present)
+
     async def gone(self, node: str) -> None:
         await self.redis.delete(self.keys.node_alive(node))
 
