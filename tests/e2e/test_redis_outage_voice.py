@@ -68,7 +68,9 @@ async def test_messages_said_while_redis_restarts_are_kept(
         detail = await (await http.get(f"/v1/conversations/{cid}", headers=auth)).json()
         said = [m["content"] for m in detail["messages"] if m["type"] == "user"]
         assert said == ["what can you do", "tell me more", "and after that"]
-        assert [m["type"] for m in detail["messages"]] == ["agent", *["user", "agent"] * 3]
+        assert [m["type"] for m in detail["messages"]] == ["agent", *["user", "agent"] * 3], [
+            (m["type"], m["content"]) for m in detail["messages"]
+        ]
         assert detail["status"] == "completed"
         await client.close()
     await redis.aclose()
