@@ -7,7 +7,8 @@ Per caller turn, in order:
 3. matches one of the agent's intents (phrases) or named custom responses -> that response;
 4. otherwise a clarification line when the turn had no content words, else the fallback
    line, which offers a person: a "yes" right after it hands off.
-Every line is a template over initial_context (see templates.py); `personality` shapes it.
+Every line is a template over initial_context (see templates.py); `personality` shapes the
+answers of step 3 (see `shape`).
 """
 
 from __future__ import annotations
@@ -144,14 +145,58 @@ def best_match(context: DialogContext, text: str) -> Match | None:
     return best
 
 
+PERSONALITY_OPENERS = (
+    (("friendly", "warm", "cheerful", "enthusiastic"), "Sure!"),
+    (("formal", "professional", "polite"), "Certainly."),
+)
+"""What `personality` does to the built-in engine's answers: the first entry with a word the
+personality contains puts its opener in front; any other personality changes nothing."""
+OPENERS = frozenset(
+    [
+        ("sure",),
+        ("certainly",),
+        ("of", "course"),
+        ("absolutely",),
+        ("definitely",),
+        ("gladly",),
+        ("okay",),
+        ("ok",),
+        ("alright",),
+        ("all", "right"),
+        ("yes",),
+        ("yeah",),
+        ("no", "problem"),
+        ("happy", "to", "help"),
+        ("with", "pleasure"),
+    ]
+)
+"""Answers that open with one of these already sound like the personality: they are left as
+written, so no opener is ever said twice ("Sure! Sure, …")."""
+_OPENER_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
+_LEADING_PUNCTUATION = re.compile(r"^[\s.,;:!?…\-–—]+")
+
+
+def opener_words(text: str, count: int = 3) -> tuple[str, ...]:
+    """The first words of `text`, casefolded, without punctuation."""
+    return tuple(match.group() for match in _OPENER_WORD.finditer(text.casefold()))[:count]
+
+
+def opens_like(text: str) -> bool:
+    """Whether `text` already starts with one of the OPENERS."""
+    first = opener_words(text)
+    return any(first[: len(opener)] == opener for opener in OPENERS)
+
+
 def shape(line: str, personality: str | None) -> str:
     """A light touch of personality on answers (not on fixed lines like the farewell)."""
     style = (personality or "").lower()
-    if any(word in style for word in ("friendly", "warm", "cheerful", "enthusiastic")):
-        return f"Sure! {line}"
-    if any(word in style for word in ("formal", "professional", "polite")):
-        return f"Certainly. {line}"
-    return line
+    opener = next((o for keys, o in PERSONALITY_OPENERS if any(k in style for k in keys)), None)
+    # Punctuation a template left at the start (a missing "{name}, …") would follow the
+    # opener's own.
+    rest = _LEADING_PUNCTUATION.sub("", line)
+    if opener is None or not _OPENER_WORD.search(rest) or opens_like(rest):
+        return line
+    return f"{opener} {rest[0].upper()}{rest[1:]}"
 
 
 def line(context: DialogContext, name: str) -> str:
