@@ -328,4 +328,4 @@ async def test_record_phone_calls_is_null_by_default_and_may_be_set_and_cleared(
     cleared = await app_client.patch(url, json={"record_phone_calls": None}, headers=auth)
     assert (await cleared.json())["record_phone_calls"] is None
     bad = await app_client.patch(url, json={"record_phone_calls": "yes"}, headers=auth)
-    assert bad.status == 400
+    assert bad.status == 422
