@@ -202,6 +202,11 @@ class Agent(Record):
     custom_responses: dict[str, str] = Field(default_factory=dict)
     phone_numbers: list[str] = Field(default_factory=list)
     handoff_target: str | None = None
+    record_phone_calls: bool | None = Field(
+        None,
+        description="Whether this agent's phone calls are recorded; null: the server's "
+        "VOICEBRIDGE_RECORD_PHONE_CALLS.",
+    )
     intents: list[Intent] = Field(default_factory=list)
     dialog_engine: DialogEngineConfig = Field(
         default_factory=lambda: BuiltinEngineConfig(type="builtin"),

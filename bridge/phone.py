@@ -59,6 +59,8 @@ class PhoneConfig:
     advertised_host: str
     """The address our SDP gives for media."""
     default_agent_id: str | None = None
+    record_calls: bool = False
+    """Whether calls to agents whose `record_phone_calls` is null are recorded."""
     media: MediaConfig = field(default_factory=MediaConfig)
 
 
@@ -234,7 +236,7 @@ class PhoneCall:
                 user_id=caller_id(call.caller),
                 language=self.agent.language,
                 initial_context={},
-                settings=ConversationSettings(),
+                settings=ConversationSettings(recording_enabled=self._recorded()),
                 channel="phone",
                 node=bridge.config.node,
                 call=CallDetails(
@@ -267,6 +269,10 @@ class PhoneCall:
             stop_receiving()
             session.detach(self)
         call.hangup(_HANGUP_FOR_SESSION_END.get(session.end_reason or "", EndReason.AGENT_HANGUP))
+
+    def _recorded(self) -> bool:
+        chosen = self.agent.record_phone_calls
+        return self._bridge.config.record_calls if chosen is None else chosen
 
     async def _abandon(self) -> None:
         """End a conversation whose session never started, so it does not stay active."""
@@ -319,6 +325,7 @@ def user_agent(
             media_host=settings.sip_host,
             advertised_host=advertised(settings.sip_host, settings.sip_advertised_host),
             default_agent_id=settings.default_agent_id,
+            record_calls=settings.record_phone_calls,
             media=MediaConfig(inactivity_timeout_s=settings.rtp_inactivity_timeout),
         ),
     )

@@ -83,6 +83,8 @@ class _Reply:
     """perf_counter time the caller's speech ended, for the voice-to-voice latency."""
     turn_started_at: float = 0.0
     drained: asyncio.Event = field(default_factory=asyncio.Event)
+    audible: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set at the reply's first audio frame, or once it is over without any."""
     spoken_latency_ms: float | None = None
 
     @property
@@ -141,6 +143,7 @@ class Session:
         self._latencies: list[float] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ending = False
+        self._greeted = False
         self.ended = asyncio.Event()
         self.end_reason: str | None = None
         self.final_status: ConversationStatus | None = None
@@ -148,12 +151,13 @@ class Session:
     # Transport side -------------------------------------------------------------------
 
     def attach(self, transport: Transport) -> None:
-        """`transport` carries the session from now on, and first gets the events emitted while
-        none did (a greeting from the phrase cache is spoken before any transport attaches)."""
+        """`transport` carries the session from now on; the first one hears the greeting."""
         self._transport = transport
-        held, self._held_events = self._held_events, []
-        for kind, data in held:
-            transport.send_event(kind, data)
+        if not self._greeted and not self._ending:
+            # Only now: a greeting whose audio is ready at once (the phrase cache) would
+            # otherwise have sent its events to nobody.
+            self._greeted = True
+            self._speak(self._engine.greet(self._context), turn_ended_at=None)
 
     def detach(self, transport: Transport) -> None:
         if self._transport is transport:
@@ -164,10 +168,9 @@ class Session:
         return self._transport is not None
 
     def start(self) -> None:
-        """Begin: the agent greets the caller."""
+        """Begin; the agent greets the caller once a transport is attached."""
         self._metrics.sessions.inc()
         self._writer.start()
-        self._speak(self._engine.greet(self._context), turn_ended_at=None)
 
     def audio(self, frame: Pcm16) -> None:
         """One 20 ms caller frame at 16 kHz. Never blocks."""
@@ -223,6 +226,7 @@ class Session:
         if frame is None:
             if reply is not None and self._playout.drained:
                 reply.drained.set()
+                reply.audible.set()
             return None
         if reply is not None and self._playout.frames_played == 1:
             self._first_audio(reply)
@@ -314,6 +318,11 @@ class Session:
         self._playout.finish()
         text = reply.full_text
         if text:
+            if not self._playout.drained:
+                # The text is often complete before any audio plays (always so when the audio
+                # came from the phrase cache), sometimes only after: waiting for the first frame
+                # gives the event one place, after agent.audio.start, whatever the timing.
+                await reply.audible.wait()
             self._emit("agent.message", {"text": text})
         if not self._playout.drained:
             await reply.drained.wait()
@@ -347,6 +356,7 @@ class Session:
             self._latencies.append(reply.spoken_latency_ms)
             self._metrics.voice_to_voice.observe(latency)
         self._emit("agent.audio.start", {})
+        reply.audible.set()
 
     def _interrupt(self) -> None:
         """Stop the reply in progress; what the caller already heard is stored as interrupted."""

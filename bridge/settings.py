@@ -159,6 +159,10 @@ class Settings(BaseSettings):
     recording_retention_days: int = Field(
         30, ge=0, description="Days a finished recording is kept; 0 keeps recordings forever."
     )
+    record_phone_calls: bool = Field(
+        False,
+        description="Record the phone calls of agents whose record_phone_calls is null.",
+    )
     node_id: str = Field(
         default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}",
         description="Name of this bridge process in a cluster.",

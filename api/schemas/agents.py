@@ -195,6 +195,20 @@ INTENTS_DESCRIPTION = (
     "What the built-in engine answers: a turn containing one of an intent's phrases (or most "
     "of its words) gets its response."
 )
+PERSONALITY_DESCRIPTION = (
+    "How the agent sounds. The builtin engine opens its intent and custom-response answers "
+    '(not greeting, farewell, handoff, fallback, clarification or error) with "Sure! " when it '
+    'mentions friendly, warm, cheerful or enthusiastic, else with "Certainly. " when it '
+    "mentions formal, professional or polite, else changes nothing; an answer that already "
+    'opens that way ("Sure", "Of course", "Certainly", "Okay", …) is left as written. The '
+    "openai engine puts it in the system prompt; the webhook engine does not use it."
+)
+RECORD_PHONE_CALLS_DESCRIPTION = (
+    "Whether this agent's phone calls are recorded (settings.recording_enabled of their "
+    "conversations; GET /v1/conversations/{id}/recording once ended). null: the server's "
+    "VOICEBRIDGE_RECORD_PHONE_CALLS (default false). WebSocket conversations choose with "
+    "settings.recording_enabled instead."
+)
 ENGINE_DESCRIPTION = (
     "What writes the agent's replies: builtin (the default), openai (a model behind an "
     "OpenAI-compatible API) or webhook (your own service)."
@@ -223,7 +237,7 @@ class AgentCreate(Strict):
     name: NameText
     language: LanguageTag = "en-US"
     voice_type: VoiceType = "female"
-    personality: PersonalityText | None = None
+    personality: PersonalityText | None = Field(None, description=PERSONALITY_DESCRIPTION)
     custom_responses: Responses = Field(
         default_factory=dict,
         description="Named reply templates over initial_context: greeting, farewell, handoff, "
@@ -236,6 +250,7 @@ class AgentCreate(Strict):
     handoff_target: TransferTarget | None = Field(
         None, description="sip:/tel: URI that agent.handoff transfers to."
     )
+    record_phone_calls: bool | None = Field(None, description=RECORD_PHONE_CALLS_DESCRIPTION)
     intents: Intents = Field(default_factory=list, description=INTENTS_DESCRIPTION)
     dialog_engine: DialogEngineInput = Field(
         default_factory=lambda: BuiltinEngineConfig(type="builtin"),
@@ -248,16 +263,18 @@ class AgentCreate(Strict):
 
 
 class AgentUpdate(Strict):
-    """Only the fields sent change. `personality` and `handoff_target` may be set to null."""
+    """Only the fields sent change. `personality`, `handoff_target` and `record_phone_calls` may
+    be set to null."""
 
     name: NameText | SkipJsonSchema[None] = None
     status: AgentStatus | SkipJsonSchema[None] = None
     language: LanguageTag | SkipJsonSchema[None] = None
     voice_type: VoiceType | SkipJsonSchema[None] = None
-    personality: PersonalityText | None = None
+    personality: PersonalityText | None = Field(None, description=PERSONALITY_DESCRIPTION)
     custom_responses: Responses | SkipJsonSchema[None] = None
     phone_numbers: PhoneNumbers | SkipJsonSchema[None] = None
     handoff_target: TransferTarget | None = None
+    record_phone_calls: bool | None = Field(None, description=RECORD_PHONE_CALLS_DESCRIPTION)
     intents: Intents | SkipJsonSchema[None] = Field(None, description=INTENTS_DESCRIPTION)
     dialog_engine: DialogEngineInput | SkipJsonSchema[None] = Field(
         None, description=ENGINE_DESCRIPTION + " Replaces the whole engine setting."

@@ -7,7 +7,8 @@ Per caller turn, in order:
 3. matches one of the agent's intents (phrases) or named custom responses -> that response;
 4. otherwise a clarification line when the turn had no content words, else the fallback
    line, which offers a person: a "yes" right after it hands off.
-Every line is a template over initial_context (see templates.py); `personality` shapes it.
+Every line is a template over initial_context (see templates.py); `personality` shapes the
+answers of step 3 (see `shape`).
 """
 
 from __future__ import annotations
@@ -144,33 +145,46 @@ def best_match(context: DialogContext, text: str) -> Match | None:
     return best
 
 
-# What each personality puts before an intent's answer, by a word its description contains.
-OPENERS: tuple[tuple[tuple[str, ...], str], ...] = (
+PERSONALITY_OPENERS = (
     (("friendly", "warm", "cheerful", "enthusiastic"), "Sure!"),
     (("formal", "professional", "polite"), "Certainly."),
 )
-# Answers already opening with an acknowledgement get no other: "Sure! Sure, I can…" stutters.
-ACKNOWLEDGEMENTS = (
-    "sure",
-    "certainly",
-    "of course",
-    "absolutely",
-    "definitely",
-    "gladly",
-    "happy to",
-    "no problem",
-    "okay",
-    "ok",
-    "alright",
-    "all right",
-    "great",
-    "yes",
-    "yeah",
-    "right",
+"""What `personality` does to the built-in engine's answers: the first entry with a word the
+personality contains puts its opener in front; any other personality changes nothing."""
+OPENERS = frozenset(
+    [
+        ("sure",),
+        ("certainly",),
+        ("of", "course"),
+        ("absolutely",),
+        ("definitely",),
+        ("gladly",),
+        ("okay",),
+        ("ok",),
+        ("alright",),
+        ("all", "right"),
+        ("yes",),
+        ("yeah",),
+        ("no", "problem"),
+        ("happy", "to", "help"),
+        ("with", "pleasure"),
+    ]
 )
-_OPENS_WITH_ACK = re.compile(
-    r"^\W*(?:" + "|".join(re.escape(a) for a in ACKNOWLEDGEMENTS) + r")\b", re.IGNORECASE
-)
+"""Answers that open with one of these already sound like the personality: they are left as
+written, so no opener is ever said twice ("Sure! Sure, …")."""
+_OPENER_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
+_LEADING_PUNCTUATION = re.compile(r"^[\s.,;:!?…\-–—]+")
+
+
+def opener_words(text: str, count: int = 3) -> tuple[str, ...]:
+    """The first words of `text`, casefolded, without punctuation."""
+    return tuple(match.group() for match in _OPENER_WORD.finditer(text.casefold()))[:count]
+
+
+def opens_like(text: str) -> bool:
+    """Whether `text` already starts with one of the OPENERS."""
+    first = opener_words(text)
+    return any(first[: len(opener)] == opener for opener in OPENERS)
 
 
 def shape(line: str, personality: str | None) -> str:
@@ -178,12 +192,13 @@ def shape(line: str, personality: str | None) -> str:
     friendly, warm, cheerful or enthusiastic agents open with "Sure!", formal, professional or
     polite ones with "Certainly.", unless the answer already opens with an acknowledgement."""
     style = (personality or "").lower()
-    if not line.strip() or _OPENS_WITH_ACK.match(line):
+    opener = next((o for keys, o in PERSONALITY_OPENERS if any(k in style for k in keys)), None)
+    # Punctuation a template left at the start (a missing "{name}, …") would follow the
+    # opener's own.
+    rest = _LEADING_PUNCTUATION.sub("", line)
+    if opener is None or not _OPENER_WORD.search(rest) or opens_like(rest):
         return line
-    for words_in_style, opener in OPENERS:
-        if any(word in style for word in words_in_style):
-            return f"{opener} {line.lstrip()}"
-    return line
+    return f"{opener} {rest[0].upper()}{rest[1:]}"
 
 
 def line(context: DialogContext, name: str) -> str:

@@ -315,3 +315,17 @@ async def test_a_webhook_engine_over_http_needs_loopback_and_the_insecure_settin
         assert error["param"] == "dialog_engine.url"
         assert "webhook_allow_insecure" in error["message"]
         await _create(client, auth, dialog_engine=WEBHOOK)
+
+
+async def test_record_phone_calls_is_null_by_default_and_may_be_set_and_cleared(
+    app_client: Client, auth: dict[str, str]
+) -> None:
+    agent = await _create(app_client, auth)
+    assert agent["record_phone_calls"] is None
+    url = f"/v1/agents/{agent['agent_id']}"
+    on = await (await app_client.patch(url, json={"record_phone_calls": True}, headers=auth)).json()
+    assert on["record_phone_calls"] is True
+    cleared = await app_client.patch(url, json={"record_phone_calls": None}, headers=auth)
+    assert (await cleared.json())["record_phone_calls"] is None
+    bad = await app_client.patch(url, json={"record_phone_calls": "yes"}, headers=auth)
+    assert bad.status == 422
