@@ -182,7 +182,7 @@ class SocketConnection:
                 "frame_ms": 20,
             },
         )
-        # After `ready`: the session's events held until now (the greeting's) follow it.
+        # After `ready`: attaching starts the greeting, whose events follow it.
         session.attach(self)
         # The caller's timeline runs in real time from now on, sent audio or not, so the turn
         # ends and the recording stays aligned with the agent's side.

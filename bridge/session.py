@@ -40,9 +40,6 @@ from media.vad import Vad
 
 log = logging.getLogger(__name__)
 
-# Events emitted while no transport carries the session (before the first attaches, or while a
-# client reconnects) wait for the next one, up to this many.
-HELD_EVENTS = 200
 HANDOFF_FAILED_LINE = "I'm sorry, I couldn't transfer you just now. Let's carry on together."
 
 
@@ -132,7 +129,6 @@ class Session:
         self._recorder = Recorder(recording_path) if recording_path is not None else None
         self._writer = StoreWriter(f"session {self.id}", self._on_refused)
         self._transport: Transport | None = None
-        self._held_events: list[tuple[str, dict[str, Any]]] = []
         self._on_finished = on_finished
         self._reply: _Reply | None = None
         self._stream_ms = 0
@@ -462,8 +458,6 @@ class Session:
     def _emit(self, kind: str, data: dict[str, Any]) -> None:
         if self._transport is not None:
             self._transport.send_event(kind, data)
-        elif len(self._held_events) < HELD_EVENTS:
-            self._held_events.append((kind, data))
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro, name=name)

@@ -52,16 +52,7 @@ _BASE_URL = re.compile(BASE_URL.strip("^$"))
 _API_KEY = re.compile(API_KEY.strip("^$"))
 
 NameText = Annotated[str, Field(min_length=1, max_length=200)]
-PersonalityText = Annotated[
-    str,
-    Field(
-        max_length=4000,
-        description='Free text. The builtin engine opens intent answers with "Sure!" when it '
-        'says friendly, warm, cheerful or enthusiastic, with "Certainly." when formal, '
-        "professional or polite (never when the answer already opens with an acknowledgement); "
-        "the openai engine puts it in the system prompt.",
-    ),
-]
+PersonalityText = Annotated[str, Field(max_length=4000)]
 Responses = Annotated[
     dict[str, str],
     Field(
