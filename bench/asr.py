@@ -2,7 +2,8 @@
 
 Prints, per session kind, the decoder's milliseconds per token, the whole-utterance real-time
 factor and the word error rate on the LibriVox recordings of Debian's pocketsphinx-testdata,
-at 16 kHz and through 8 kHz µ-law. Run: .venv/bin/python bench/asr.py
+at 16 kHz and through 8 kHz µ-law; the last line decodes each clip as a final (checked against
+a second alignment, see media/asr.py). Run: .venv/bin/python bench/asr.py
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def shipped_model(threads: int) -> MoonshineModel:
     return model
 
 
-def measure(model: MoonshineModel, label: str) -> None:
+def measure(model: MoonshineModel, label: str, *, final: bool = False) -> None:
     clips = []
     for _name, path, reference in librivox():
         samples, rate = load_wav(path)
@@ -59,7 +60,7 @@ def measure(model: MoonshineModel, label: str) -> None:
         total_words += len(ref)
         for key, audio in (("16k", wide), ("8k", narrow)):
             started = time.perf_counter()
-            result = model.transcribe(audio.astype(np.float32) / 32768)
+            result = model.transcribe(audio.astype(np.float32) / 32768, final=final)
             wall += time.perf_counter() - started
             audio_s += audio.size / 16000
             tokens += result.tokens
@@ -82,7 +83,9 @@ def main() -> None:
         f"onnxruntime {ort.__version__}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
     )
     measure(shipped_model(args.threads), f".ort as shipped, {args.threads} thr")
-    measure(MoonshineModel(threads=args.threads), f"rebuilt ONNX, {args.threads} thr")
+    rebuilt = MoonshineModel(threads=args.threads)
+    measure(rebuilt, f"rebuilt ONNX, {args.threads} thr")
+    measure(rebuilt, f"rebuilt, finals, {args.threads} thr", final=True)
 
 
 if __name__ == "__main__":

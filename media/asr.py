@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,11 @@ _SPACE = "\u2581".encode()
 # Moonshine's own bound on output length: about 6 tokens per second of speech, plus slack.
 TOKENS_PER_SECOND = 6
 TOKEN_SLACK = 10
+# The encoder's front end steps over the audio 384 samples at a time, so where the speech falls
+# on that grid changes the transcript a little: at some offsets near-ties flip ("my order" became
+# "mortar"). A final is decoded again half a step later and, when the two disagree, the
+# transcript both alignments like better wins.
+REALIGN_SAMPLES = 192
 
 
 def moonshine_dir() -> Path:
@@ -102,6 +107,8 @@ class MoonshineModel:
         samples: Float32,
         cancelled: Callable[[], bool] = lambda: False,
         draft: Sequence[int] = (),
+        *,
+        final: bool = False,
     ) -> Transcript:
         """Text of a 16 kHz utterance (float32, −1..1). `cancelled` is polled between tokens so
         a speculative decode that is no longer wanted stops early.
@@ -109,16 +116,41 @@ class MoonshineModel:
         `draft` is a guess at the tokens, typically an earlier transcript of the same growing
         utterance. The decoder checks the whole draft in one pass and keeps the longest prefix
         it agrees with, then goes on token by token: the result is exactly what plain greedy
-        decoding gives, in a fraction of the steps when the draft is right."""
+        decoding gives, in a fraction of the steps when the draft is right.
+
+        A `final` transcript is checked against a second alignment of the audio (see
+        REALIGN_SAMPLES); when they agree, that check costs one encoder run and one decoder
+        pass."""
         if samples.size < RATE // 10:
             return Transcript("", 0, 0.0, 0.0)
+        first, first_hidden = self._greedy(samples, cancelled, draft)
+        if not final or first.cancelled or not first.ids:
+            return first
+        if cancelled():
+            return replace(first, cancelled=True)
+        shifted = np.concatenate((np.zeros(REALIGN_SAMPLES, np.float32), samples))
+        second, second_hidden = self._greedy(shifted, cancelled, first.ids)
+        encode_ms = first.encode_ms + second.encode_ms
+        decode_ms = first.decode_ms + second.decode_ms
+        if second.cancelled:
+            return replace(first, cancelled=True, encode_ms=encode_ms, decode_ms=decode_ms)
+        best = first
+        if second.ids != first.ids:
+            started = time.perf_counter()
+            hidden = (first_hidden, second_hidden)
+            if self._score(second.ids, hidden) > self._score(first.ids, hidden):
+                best = second
+            decode_ms += (time.perf_counter() - started) * 1000
+        return replace(best, encode_ms=encode_ms, decode_ms=decode_ms, drafted=first.drafted)
+
+    def _greedy(
+        self, samples: Float32, cancelled: Callable[[], bool], draft: Sequence[int]
+    ) -> tuple[Transcript, Float32]:
         started = time.perf_counter()
-        hidden = self.encoder.run(None, {"input_values": samples[np.newaxis, :]})[0]
+        hidden: Float32 = self.encoder.run(None, {"input_values": samples[np.newaxis, :]})[0]
         encoded = time.perf_counter()
         limit = int(samples.size / RATE * TOKENS_PER_SECOND) + TOKEN_SLACK
-        cache: dict[str, npt.NDArray[np.float32]] = {
-            name: np.zeros((1, 8, 0, 52), np.float32) for name in self._past
-        }
+        cache = self._empty_cache()
         first = [START, *draft[: limit - 1]]
         outputs = self._run(first, hidden, cache, with_cache=False)
         predicted = np.argmax(outputs[0][0], axis=-1)
@@ -138,7 +170,7 @@ class MoonshineModel:
             token = int(np.argmax(outputs[0][0, -1]))
             self._keep(cache, outputs, first_pass=False, length=len(ids))
         done = time.perf_counter()
-        return Transcript(
+        transcript = Transcript(
             self.decode_tokens(ids[1:]),
             len(ids) - 1,
             (encoded - started) * 1000,
@@ -147,6 +179,23 @@ class MoonshineModel:
             ids=tuple(ids[1:]),
             drafted=agreed,
         )
+        return transcript, hidden
+
+    def _score(self, ids: Sequence[int], hidden: Sequence[Float32]) -> float:
+        """Log-probability of `ids` followed by the end token, summed over encoder outputs: one
+        decoder pass per output, all positions at once."""
+        sequence = [START, *ids]
+        targets = np.array([*ids, END])
+        total = 0.0
+        for states in hidden:
+            logits = self._run(sequence, states, self._empty_cache(), with_cache=False)[0][0]
+            peak = logits.max(axis=-1, keepdims=True)
+            log_norm = peak[:, 0] + np.log(np.exp(logits - peak).sum(axis=-1))
+            total += float(np.sum(logits[np.arange(targets.size), targets] - log_norm))
+        return total
+
+    def _empty_cache(self) -> dict[str, Float32]:
+        return {name: np.zeros((1, 8, 0, 52), np.float32) for name in self._past}
 
     def _run(
         self,

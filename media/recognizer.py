@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -27,8 +28,13 @@ from media.segmenter import Kind, SegmentEvent
 
 log = logging.getLogger(__name__)
 
-Transcribe = Callable[[Float32, Callable[[], bool], Sequence[int]], Transcript]
-"""(audio, cancelled, draft tokens) -> transcript; see MoonshineModel.transcribe."""
+
+class Transcribe(Protocol):
+    """See MoonshineModel.transcribe: `final` asks for the more careful decode a final gets."""
+
+    def __call__(
+        self, samples: Float32, cancelled: Callable[[], bool], draft: Sequence[int], *, final: bool
+    ) -> Transcript: ...
 
 
 @dataclass(frozen=True)
@@ -132,15 +138,15 @@ class Recognizer:
     def _audio(self, frames: list[Pcm16]) -> Float32:
         return np.concatenate(frames).astype(np.float32) / 32768.0
 
-    def _decode(self, frames: list[Pcm16], *, urgent: bool) -> _Decode:
+    def _decode(self, frames: list[Pcm16], *, final: bool) -> _Decode:
         audio = self._audio(frames)
         cancel_flag = threading.Event()
         draft = self._draft
 
         def work() -> Transcript:
-            return self._transcribe(audio, cancel_flag.is_set, draft)
+            return self._transcribe(audio, cancel_flag.is_set, draft, final=final)
 
-        future = self._pool.submit(self.session, work, urgent=urgent)
+        future = self._pool.submit(self.session, work, urgent=final)
         future.add_done_callback(self._learn)
         return _Decode(future, len(frames), cancel_flag)
 
@@ -157,7 +163,7 @@ class Recognizer:
             return
         assert self._utterance is not None
         self._since_partial = 0
-        decode = self._decode(self._utterance, urgent=False)
+        decode = self._decode(self._utterance, final=False)
         self._partial = decode
 
         def deliver(future: asyncio.Future[Transcript]) -> None:
@@ -174,7 +180,7 @@ class Recognizer:
         assert self._utterance is not None
         if self._partial is not None:
             self._partial.cancel()
-        self._speculative = self._decode(self._utterance, urgent=True)
+        self._speculative = self._decode(self._utterance, final=True)
 
     def _finish(self, ended_at: float) -> None:
         assert self._utterance is not None
@@ -193,7 +199,7 @@ class Recognizer:
         # The speculation covered the utterance up to the pause; what came after is the
         # hangover's silence, so its transcript is the final one.
         used = speculative is not None
-        decode = speculative or self._decode(frames, urgent=True)
+        decode = speculative or self._decode(frames, final=True)
         try:
             result = await decode.future
         except (asyncio.CancelledError, PoolBusy):

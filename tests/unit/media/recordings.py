@@ -1,13 +1,17 @@
-"""Real human recordings with transcripts, from Debian's pocketsphinx-testdata package."""
+"""Speech for the tests: real human recordings with transcripts (Debian's pocketsphinx-testdata)
+and phrases synthesized by espeak-ng."""
 
 from __future__ import annotations
 
+import io
+import subprocess
 import wave
 from pathlib import Path
 
 import numpy as np
 
 from media.frames import Pcm16
+from media.resample import resample
 
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 
@@ -28,3 +32,11 @@ def load_wav(path: Path) -> tuple[Pcm16, int]:
     with wave.open(str(path)) as clip:
         samples = np.frombuffer(clip.readframes(clip.getnframes()), "<i2").astype(np.int16)
         return samples, clip.getframerate()
+
+
+def espeak(text: str, rate: int = 16_000) -> Pcm16:
+    """`text` spoken by espeak-ng (Debian's espeak-ng package), resampled to `rate`."""
+    made = subprocess.run(["espeak-ng", "--stdout", text], check=True, capture_output=True)
+    with wave.open(io.BytesIO(made.stdout)) as clip:
+        samples = np.frombuffer(clip.readframes(clip.getnframes()), "<i2").astype(np.int16)
+        return resample(samples, clip.getframerate(), rate)

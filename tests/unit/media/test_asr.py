@@ -11,7 +11,7 @@ from media.asr import MoonshineModel, load_tokens, moonshine_dir
 from media.ort_format import ort_to_onnx
 from media.resample import resample
 from media.wer import edit_distance, word_error_rate, words
-from tests.unit.media.recordings import librivox, load_wav
+from tests.unit.media.recordings import espeak, librivox, load_wav
 
 
 @pytest.fixture
@@ -107,3 +107,45 @@ def test_a_draft_changes_the_work_not_the_words(model: MoonshineModel) -> None:
         assert wrong.text == plain.text and wrong.drafted == 0
         # A draft longer than the utterance allows is cut, not trusted.
         assert model.transcribe(audio, draft=plain.ids * 10).text == plain.text
+
+
+ORDER = "Hello, I need help with my order"
+
+
+def _trimmed(samples: np.ndarray, floor: int = 300) -> np.ndarray:
+    loud = np.flatnonzero(np.abs(samples) > floor)
+    return samples[loud[0] : loud[-1] + 1]
+
+
+def test_a_final_does_not_depend_on_where_the_speech_falls_on_the_encoder_grid(
+    model: MoonshineModel,
+) -> None:
+    speech = _trimmed(espeak(ORDER))
+    plain, careful = [], []
+    for lead in range(0, 3200, 160):
+        audio = _float(np.concatenate((np.zeros(lead, np.int16), speech, np.zeros(3200, np.int16))))
+        plain.append(model.transcribe(audio).text)
+        careful.append(model.transcribe(audio, final=True).text)
+    # The hard case is still in the audio: some alignment fools a single decode.
+    assert [t for t in plain if "mortar" in t], plain
+    assert all(" ".join(words(t)) == " ".join(words(ORDER)) for t in careful), careful
+
+
+def test_a_decode_cancelled_before_its_final_check_is_cancelled(model: MoonshineModel) -> None:
+    speech = _float(_trimmed(espeak(ORDER)))
+    polls = 0
+
+    def count() -> bool:
+        nonlocal polls
+        polls += 1
+        return False
+
+    assert not model.transcribe(speech, count).cancelled
+    plain_polls, polls = polls, 0
+
+    def after_the_first_decode() -> bool:
+        nonlocal polls
+        polls += 1
+        return polls > plain_polls
+
+    assert model.transcribe(speech, after_the_first_decode, final=True).cancelled

@@ -88,7 +88,7 @@ async def test_pause_then_more_speech_discards_the_speculation(
 async def test_silence_never_reaches_the_model(silero: SileroModel) -> None:
     calls = 0
 
-    def transcribe(_audio: np.ndarray, _cancelled: object, _draft: object) -> object:
+    def transcribe(_audio: np.ndarray, _cancelled: object, _draft: object, **_: bool) -> object:
         nonlocal calls
         calls += 1
         raise AssertionError("silence was sent to the recognizer")
