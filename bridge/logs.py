@@ -61,7 +61,9 @@ class TextFormatter(logging.Formatter):
 def configure(level: str, fmt: LogFormat, stream: TextIO | None = None) -> None:
     """Send every record (ours and libraries') at `level` or above to `stream` (stderr), one
     per line. Replaces whatever handlers an imported library installed on the root logger: an
-    early `basicConfig` elsewhere made ours a no-op, and the bridge logged nothing at INFO."""
+    early `basicConfig` elsewhere made ours a no-op, and the bridge logged nothing at INFO.
+    Python's warnings go through the same handler, so JSON output stays one object per line."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    logging.captureWarnings(True)

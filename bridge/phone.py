@@ -147,15 +147,17 @@ class PhoneBridge:
         )
 
     async def route(self, invite: Request, caller: NameAddr) -> RouteDecision:
-        agent = await self._agent_for(dialed_number(invite))
+        number = dialed_number(invite)
+        agent = await self._agent_for(number)
         if agent is None:
-            return RejectCall(404)
+            return RejectCall(404, why=f"no agent answers {number or 'this address'}")
         if agent.status != "active":
             # The number exists; nobody takes its calls right now.
-            return RejectCall(480)
-        if self.sessions.runtime.voice_problem(agent.voice_type) is not None:
+            return RejectCall(480, why=f"agent {agent.agent_id} is {agent.status}")
+        problem = self.sessions.runtime.voice_problem(agent.voice_type)
+        if problem is not None:
             # Not answered into silence: a PBX that gets 503 can try another route.
-            return RejectCall(503, reason="Agent Voice Unavailable")
+            return RejectCall(503, reason="Agent Voice Unavailable", why=problem)
         return AcceptCall(agent.agent_id, PhoneCall(self, agent))
 
     async def _agent_for(self, number: str | None) -> Agent | None:

@@ -164,7 +164,6 @@ class Sweeper:
                 continue
             if result.changed:
                 ended.append(ending)
-                log.info("conversation %s ended: %s", ending.conversation_id, ending.reason)
         self.sessions.forget({e.conversation_id for e in endings})
         return ended
 

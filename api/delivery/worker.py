@@ -246,12 +246,14 @@ class DeliveryWorker:
             record = self._record(job, "failed", now_ms, result=result, next_retry_ms=due_ms)
             if await deliveries.settle(job, "retry", record.model_dump_json(), due_ms=due_ms):
                 self.metrics.deliveries.labels("failed").inc()
+                self._log_failure(job, number, result, f"next attempt in {decision.delay:.0f} s")
         elif decision.next == "dead":
             record = self._record(job, "dead", now_ms, result=result)
             if await deliveries.settle(
                 job, "dead", record.model_dump_json(), dead_letter=self._dead_letter(job, record)
             ):
                 self.metrics.deliveries.labels("dead").inc()
+                self._log_failure(job, number, result, "no attempts left: dead letter kept")
         else:
             await self._disable(job, result, now_ms)
 
@@ -266,6 +268,7 @@ class DeliveryWorker:
         record = self._record(job, "failed", now_ms, result=result, failure=failure)
         if await self.store.deliveries.settle(job, "delete", record.model_dump_json()):
             self.metrics.deliveries.labels("disabled").inc()
+            self._log_failure(job, job.attempts + 1, result, f"webhook {job.webhook_id} disabled")
         cancelled = await self.store.deliveries.cancel_for_webhook(
             job.webhook_id,
             lambda other: self._record(
@@ -273,6 +276,30 @@ class DeliveryWorker:
             ).model_dump_json(),
         )
         self.metrics.deliveries.labels("cancelled").inc(cancelled)
+
+    @staticmethod
+    def _log_failure(job: Job, number: int, result: attempt.AttemptResult, then: str) -> None:
+        """One line per failed attempt. The URL is not in it (a query string may hold a
+        credential); the webhook id leads to it."""
+        failure = result.failure
+        why = "failed" if failure is None else f"{failure.code}: {failure.message}"
+        log.warning(
+            "webhook delivery %s of %s to %s, attempt %d: %s; %s",
+            job.delivery_id,
+            job.event,
+            job.webhook_id,
+            number,
+            why,
+            then,
+            extra={
+                "delivery_id": job.delivery_id,
+                "webhook_id": job.webhook_id,
+                "event_type": job.event,
+                "event_id": job.event_id,
+                "attempt": number,
+                "status": result.status,
+            },
+        )
 
     def _record(
         self,

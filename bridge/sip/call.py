@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from bridge.sip import sdp
+from bridge.sip import call_log, sdp
 from bridge.sip.body import find_body
 from bridge.sip.call_interfaces import (
     CallHandler,
@@ -138,6 +138,8 @@ class Call:
         self.session_timer = session_timer
         self.end_reason: EndReason | None = None
         self._ended = asyncio.Event()
+        self._confirmed_at: float | None = None
+        self._refused = False
         self._local_sdp: sdp.SessionDescription | None = None
         self._pending: _PendingAnswer | None = None
         self._our_invite: ClientTransaction | None = None
@@ -169,7 +171,7 @@ class Call:
             decision = await handler.route(self.invite, self.caller)
         except Exception:
             log.exception("routing call %s failed", self.call_id)
-            decision = RejectCall(500)
+            decision = RejectCall(500, why="routing failed")
         if self.state is not CallState.RINGING:
             return
         if isinstance(decision, RejectCall):
@@ -177,15 +179,14 @@ class Call:
                 [] if decision.retry_after is None else [("Retry-After", str(decision.retry_after))]
             )
             self._respond(self.transaction, decision.status, decision.reason, extra)
-            self._finish(EndReason.ERROR)
+            self._refuse(decision.status, decision.why or decision.reason or "refused by routing")
             return
         self.agent, self.listener = decision.agent, decision.listener
         try:
             await self.media.open()
-        except OSError:
-            log.exception("no media for call %s", self.call_id)
+        except OSError as exc:
             self._respond(self.transaction, 503, extra=[("Retry-After", "5")])
-            self._finish(EndReason.ERROR)
+            self._refuse(503, f"no media ports: {exc}")
             return
         if self.state is CallState.RINGING:
             self._answer_initial()
@@ -206,7 +207,9 @@ class Call:
         outcome = self._answer(body)
         if isinstance(outcome, Response):
             self.transaction.send_response(outcome)
-            self._finish(EndReason.ERROR)
+            warning = outcome.headers.get("Warning")
+            why = f"{outcome.reason}: {warning}" if warning else outcome.reason
+            self._refuse(outcome.status, why)
             return
         self._send_2xx(self.transaction, outcome, offer=False)
 
@@ -296,6 +299,9 @@ class Call:
             self._hangup_after_ack = self._hangup_after_ack or EndReason.ERROR
         if self.state is CallState.ANSWERED:
             self.state = CallState.CONFIRMED
+            self._confirmed_at = self.context.clock.now()
+            codec = None if self.negotiated is None else self.negotiated.codec.name
+            call_log.answered(self.call_id, self.caller, self.callee, self.agent, codec)
             self._start_session_timer()
             if self._hangup_after_ack is None and self.listener is not None:
                 self.listener.call_established(self)
@@ -545,7 +551,7 @@ class Call:
         480 while it still rings. `wait_ended` tells when it is over."""
         if self.state is CallState.RINGING:
             self._respond(self.transaction, 480)
-            self._finish(reason)
+            self._refuse(480, f"hung up before answering ({reason.value})", reason)
         elif self.state is CallState.ANSWERED:
             self._hangup_after_ack = reason
         elif self.state is CallState.CONFIRMED:
@@ -689,11 +695,23 @@ class Call:
             self._pending.retransmission.stop()
             self._pending = None
 
+    def _refuse(self, status: int, why: str, reason: EndReason = EndReason.ERROR) -> None:
+        """The initial INVITE got a final error response: the call's one line says so."""
+        if self.state is CallState.ENDED:
+            return
+        self._refused = True
+        call_log.refused(self.call_id, self.caller, self.callee, status, why)
+        self._finish(reason)
+
     def _finish(self, reason: EndReason) -> None:
         if self.state is CallState.ENDED:
             return
         self.state = CallState.ENDED
         self.end_reason = reason
+        if not self._refused:
+            up = self._confirmed_at
+            lasted = None if up is None else self.context.clock.now() - up
+            call_log.ended(self.call_id, reason, lasted)
         self._cancel_timers()
         self._end_transfer(TransferResult(TransferOutcome.CALL_ENDED))
         self._spawn(self.media.close())

@@ -70,6 +70,8 @@ class RejectCall:
     status: int
     reason: str | None = None
     retry_after: int | None = None
+    why: str = ""
+    """For the log: why nobody takes the call (the reason phrase is for the caller's side)."""
 
 
 RouteDecision = AcceptCall | RejectCall

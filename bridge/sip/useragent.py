@@ -30,6 +30,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bridge.sip import call_log
 from bridge.sip.access import (
     LOOPBACK,
     AccessControl,
@@ -291,10 +292,14 @@ class UserAgent:
             return
         if self.draining or self.full:
             self._reply(transaction, 503, (("Retry-After", str(self.config.retry_after)),))
+            why = "draining" if self.draining else f"at capacity ({len(self._calls)} calls)"
+            call_log.refused(request.call_id, request.from_addr, request.to_addr, 503, why)
             return
         timer = negotiate_session_timer(request, self.config.call)
         if isinstance(timer, int):
             self._reply(transaction, 422, (("Min-SE", str(timer)),))
+            why = f"session interval below our minimum of {timer} s"
+            call_log.refused(request.call_id, request.from_addr, request.to_addr, 422, why)
             return
         call = Call(transaction, self._context, self.media_factory(), new_tag(), timer)
         self._calls[call.dialog.id] = call

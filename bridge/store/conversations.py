@@ -3,6 +3,7 @@ the same MULTI/EXEC as the change itself."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -27,6 +28,9 @@ from bridge.store.errors import Conflict, NotFound
 from bridge.store.pagination import decode_cursor, lex_range
 
 NODE_COMMANDS_KEPT = 1000
+# Every conversation starts and ends here, whatever its channel and whoever ends it: this is
+# where its two INFO lines are written, once each.
+log = logging.getLogger("bridge.conversations")
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,13 @@ class Conversations(Part):
                 ),
             )
             await pipe.execute()
+        log.info(
+            "conversation %s started: %s, agent %s",
+            cid,
+            channel,
+            agent_id,
+            extra={"conversation_id": cid, "agent_id": agent_id, "channel": channel, "node": node},
+        )
         return conversation, token
 
     def _indexes(self, conversation: Conversation) -> list[str]:
@@ -269,7 +280,25 @@ class Conversations(Part):
             )
             return EndResult(ended, changed=True)
 
-        return await self.transact([key], body)
+        result: EndResult = await self.transact([key], body)
+        if result.changed:
+            ended = result.conversation
+            duration = lifecycle.duration_seconds(ended)
+            log.info(
+                "conversation %s ended: %s, %s after %.1f s",
+                conversation_id,
+                ended.status,
+                reason,
+                duration,
+                extra={
+                    "conversation_id": conversation_id,
+                    "agent_id": ended.agent_id,
+                    "status": ended.status,
+                    "reason": reason,
+                    "duration_s": duration,
+                },
+            )
+        return result
 
     async def _final_metrics(
         self,
