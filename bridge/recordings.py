@@ -86,11 +86,15 @@ def finish(partial: Path) -> Path:
 
 
 def state(data_dir: Path, conversation_id: str) -> RecordingState:
-    """Which file of the conversation's recording exists. Blocking (file system)."""
-    if finished_path(data_dir, conversation_id).is_file():
-        return "finished"
+    """Which file of the conversation's recording exists. Blocking (file system).
+
+    The partial name is looked at first: `finish` renames it to the finished one atomically, so
+    a recording being finished meanwhile is seen under one name or the other. In the other
+    order it could be missed under both, and a recording just written answered 404."""
     if partial_path(data_dir, conversation_id).is_file():
         return "partial"
+    if finished_path(data_dir, conversation_id).is_file():
+        return "finished"
     return "absent"
 
 

@@ -54,17 +54,12 @@ async def _call(
     return await the_conversation(client, auth, ended)
 
 
-async def _recording(
-    client: Client, auth: dict[str, str], cid: str, *, expected: bool = False
-) -> tuple[int, bytes]:
-    """The recording's status and body, once the ended session has finished writing it. With
-    `expected`, a 404 is waited out too: under load the session's end can reach the store a
-    moment before its recorder has written the file."""
-    waiting = {409, 404} if expected else {409}
+async def _recording(client: Client, auth: dict[str, str], cid: str) -> tuple[int, bytes]:
+    """The recording's status and body, once the ended session has finished writing it."""
     for _ in range(100):
         response = await client.get(f"/v1/conversations/{cid}/recording", headers=auth)
         body = await response.read()
-        if response.status not in waiting:
+        if response.status != 409:
             return response.status, body
         await asyncio.sleep(0.1)
     raise AssertionError("the recording stayed in progress")
@@ -97,9 +92,7 @@ async def test_an_agent_that_records_its_calls_gets_a_stereo_recording(
     )
     assert conversation["settings"]["recording_enabled"] is True
 
-    status, body = await _recording(
-        voice_client, auth, conversation["conversation_id"], expected=True
-    )
+    status, body = await _recording(voice_client, auth, conversation["conversation_id"])
     assert status == 200
     left, right = _channels(body)
     speech_s = human.size / RATE

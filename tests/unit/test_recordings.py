@@ -66,6 +66,23 @@ def test_finish_renames_the_partial_file_and_the_state_follows(tmp_path: Path) -
     assert recordings.state(tmp_path, CID) == "finished"
 
 
+def test_a_recording_finished_while_its_state_is_read_is_never_absent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rename lands between the two looks: the worst moment for `state`."""
+    partial = _file(recordings.partial_path(tmp_path, CID), 0)
+    looked = Path.is_file
+
+    def is_file_then_finish(path: Path) -> bool:
+        seen = looked(path)
+        if partial.exists():
+            recordings.finish(partial)
+        return seen
+
+    monkeypatch.setattr(Path, "is_file", is_file_then_finish)
+    assert recordings.state(tmp_path, CID) != "absent"
+
+
 def test_finish_refuses_a_file_that_is_not_partial(tmp_path: Path) -> None:
     finished = _file(recordings.finished_path(tmp_path, CID), 0)
     with pytest.raises(ValueError, match="not a partial recording"):
