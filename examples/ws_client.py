@@ -516,6 +516,19 @@ async def reply(client: VoiceClient, mark: int) -> bool:
     return done.type == "agent.audio.end"
 
 
+async def next_line(client: VoiceClient, lines: asyncio.Queue[str | None]) -> str | None:
+    """The next typed line; raises ConnectionError when the socket closes first, so a bridge
+    that goes away is noticed while the user has nothing to say."""
+    typed = asyncio.ensure_future(lines.get())
+    closed = asyncio.ensure_future(client.closed.wait())
+    await asyncio.wait((typed, closed), return_when=asyncio.FIRST_COMPLETED)
+    closed.cancel()
+    if typed.done():
+        return typed.result()
+    typed.cancel()
+    raise ConnectionError("socket closed")
+
+
 async def converse(client: VoiceClient, inputs: Inputs) -> None:
     if not await reply(client, 0):
         return
@@ -528,7 +541,7 @@ async def converse(client: VoiceClient, inputs: Inputs) -> None:
         if sys.stdin.isatty():
             print("type what to say, one turn a line; Ctrl-D ends the conversation", flush=True)
         lines = typed_lines()
-        while (line := await lines.get()) is not None:
+        while (line := await next_line(client, lines)) is not None:
             if not line.strip():
                 continue
             mark = len(client.events)

@@ -306,3 +306,26 @@ async def test_ctrl_c_ends_the_conversation_and_exits_130(bridge: Bridge) -> Non
     detail = await bridge.get(f"/v1/conversations/{conversation_id(''.join(seen))}")
     assert detail["status"] == "completed"
     assert detail["end_reason"] == "user_ended"
+
+
+async def test_the_bridge_going_away_mid_call_is_one_line_and_a_failure_exit(
+    tmp_path: Path, system_redis_url: str
+) -> None:
+    doomed = await start_bridge(tmp_path, system_redis_url)
+    process = await start_client(*doomed.args(user()))
+    seen: list[str] = []
+    try:
+        # Waiting for a typed line, as a user at the keyboard would be.
+        await read_until(process, "<- agent.audio.end", seen)
+        await doomed.serve.kill()
+        _out, err = await asyncio.wait_for(process.communicate(), STEP_TIMEOUT)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await doomed.serve.kill()
+        kill_redis_under(tmp_path)
+    text = err.decode()
+    assert process.returncode == 1, text
+    assert "Traceback" not in text
+    assert text.splitlines()[-1].startswith("ws_client.py: the bridge closed the connection"), text
