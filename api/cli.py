@@ -6,11 +6,15 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from redis.exceptions import RedisError
 
 from api.server import StartupError, describe_redis, open_redis, serve
 from bridge import logs
+from bridge.cluster import supervisor
+from bridge.cluster.plan import PlanError
+from bridge.cluster.supervisor import ClusterError
 from bridge.embedded_redis import EmbeddedRedisError
 from bridge.settings import Settings, SettingsError, load_settings
 from bridge.store import Store
@@ -62,7 +66,16 @@ def _keys_revoke(which: str) -> Callable[[Store], Awaitable[int]]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voicebridge", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="run the bridge (REST API and webhook delivery)")
+    serve_parser = commands.add_parser(
+        "serve", help="run the bridge (REST API and webhook delivery)"
+    )
+    serve_parser.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        help="run this many bridge nodes behind Kamailio on the SIP port (default 1: one "
+        "process, no balancer)",
+    )
     keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
         dest="keys_command", required=True
     )
@@ -84,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(settings.log_level, settings.log_format)
     try:
         return _run(args, settings)
-    except (StartupError, EmbeddedRedisError) as exc:
+    except (StartupError, EmbeddedRedisError, ClusterError, PlanError) as exc:
         print(f"voicebridge: {exc}", file=sys.stderr)
         return 1
     except RedisError as exc:
@@ -93,9 +106,18 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def voicebridge_command() -> list[str]:
+    """How to start this command again: the console script beside the interpreter, if any."""
+    script = Path(sys.executable).with_name("voicebridge")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "api.cli"]
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
-        asyncio.run(serve(settings))
+        if args.nodes > 1:
+            asyncio.run(supervisor.run(settings, args.nodes, voicebridge_command()))
+        else:
+            asyncio.run(serve(settings))
         return 0
     actions: dict[str, Callable[[Store], Awaitable[int]]] = {
         "list": _keys_list,

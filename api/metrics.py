@@ -48,3 +48,16 @@ class ApiMetrics:
             "Events read from the stream but not yet fanned out to deliveries.",
             registry=self.registry,
         )
+        # Labelled with the node, so the series of several nodes stay apart once scraped.
+        self.node_calls = Gauge(
+            "voicebridge_node_calls",
+            "Live SIP calls on this node.",
+            ["node"],
+            registry=self.registry,
+        )
+        self.node_max_calls = Gauge(
+            "voicebridge_node_max_calls",
+            "Calls this node takes (VOICEBRIDGE_SIP_MAX_CALLS).",
+            ["node"],
+            registry=self.registry,
+        )

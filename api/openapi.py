@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
 
 from api.schemas.agents import AgentCreate, AgentUpdate
-from api.schemas.common import ErrorEnvelope, Health, ListPage, ListQuery, Readiness
+from api.schemas.common import ErrorEnvelope, Health, ListPage, ListQuery, NodeInfo, Readiness
 from api.schemas.conversations import (
     ConversationCreate,
     ConversationCreated,
@@ -225,6 +225,11 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "GET", "/v1/events", "listEventTypes", "events", "List the event types webhooks receive",
         200, ListPage[EventTypeInfo],
+    ),
+    Operation(
+        "GET", "/v1/nodes", "listNodes", "system",
+        "List the bridge nodes on this Redis: addresses, live calls, capacity, state", 200,
+        ListPage[NodeInfo],
     ),
     Operation(
         "GET", OPENAPI_PATH, "getOpenApi", "system", "This document", 200,

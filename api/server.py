@@ -13,14 +13,17 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from api.app import PARSER_LIMITS, create_app
 from api.delivery.worker import DeliveryWorker
 from api.metrics import ApiMetrics
 from api.state import AppState
 from api.voice import VoiceService
-from bridge import recordings, sweeper
+from bridge import clock, recordings, sweeper
+from bridge.cluster import registry
 from bridge.embedded_redis import EmbeddedRedis
+from bridge.models import NodeRecord
 from bridge.phone import user_agent
 from bridge.redis_client import connect
 from bridge.sessions import Sessions
@@ -120,16 +123,30 @@ async def serve(settings: Settings) -> None:
             **PARSER_LIMITS,
         )
         await runner.setup()
-        site = web.TCPSite(runner, settings.http_host, settings.http_port, reuse_address=True)
-        try:
-            await site.start()
-        except OSError as exc:
-            await runner.cleanup()
-            where = f"{settings.http_host}:{settings.http_port}"
-            raise StartupError(
-                f"cannot listen on {where} (VOICEBRIDGE_HTTP_HOST/VOICEBRIDGE_HTTP_PORT): "
-                f"{exc.strerror or exc}"
-            ) from None
+        sites = [
+            (
+                web.TCPSite(
+                    runner,
+                    settings.http_host,
+                    settings.http_port,
+                    reuse_address=True,
+                    reuse_port=settings.http_reuse_port or None,
+                ),
+                "VOICEBRIDGE_HTTP_HOST/VOICEBRIDGE_HTTP_PORT",
+            )
+        ]
+        if settings.http_node_port is not None:
+            own = web.TCPSite(runner, settings.http_host, settings.http_node_port)
+            sites.append((own, "VOICEBRIDGE_HTTP_HOST/VOICEBRIDGE_HTTP_NODE_PORT"))
+        for site, names in sites:
+            try:
+                await site.start()
+            except OSError as exc:
+                await runner.cleanup()
+                where = site.name.removeprefix("http://")
+                raise StartupError(
+                    f"cannot listen on {where} ({names}): {exc.strerror or exc}"
+                ) from None
         voice = AppState.of(app).voice
         phone = user_agent(settings, store, voice.sessions, voice.clock)
         try:
@@ -155,17 +172,43 @@ async def serve(settings: Settings) -> None:
             describe_redis(settings),
         )
         workers = await start_background(settings, store, metrics, voice.sessions)
+        state = AppState.of(app)
+        started_at = clock.iso(clock.now_ms())
+        own_url = (
+            settings.base_url()
+            if settings.http_node_port is None
+            else settings.base_url().rsplit(":", 1)[0] + f":{settings.http_node_port}"
+        )
+
+        def describe() -> NodeRecord:
+            ready = voice.runtime.state == "ok" or not settings.preload_models
+            return NodeRecord(
+                node_id=settings.node_id,
+                state="draining" if state.draining else "ready" if ready else "loading",
+                sip=f"{phone.advertised_host}:{phone.port}",
+                http_url=own_url,
+                calls=len(phone.calls),
+                max_calls=settings.sip_max_calls,
+                sessions=len(voice.sessions),
+                started_at=started_at,
+                seen_at=started_at,
+            )
+
+        workers.append(loop.create_task(registry.keep_recorded(store, describe)))
+        metrics.node_calls.labels(settings.node_id).set_function(lambda: len(phone.calls))
+        metrics.node_max_calls.labels(settings.node_id).set(settings.sip_max_calls)
         if settings.preload_models:
             workers.append(loop.create_task(preload(voice.runtime, settings.node_id)))
         else:
             log.info(
                 "node %s ready: speech models load on the first conversation", settings.node_id
             )
-        state = AppState.of(app)
         try:
             await stop.wait()
         finally:
             state.draining = True
+            with contextlib.suppress(RedisError, OSError):
+                await store.nodes.record(describe(), registry.RECORD_TTL_S)
             log.info(
                 "node %s draining: %d live calls get up to %.0f s (VOICEBRIDGE_SIP_DRAIN_TIMEOUT)",
                 settings.node_id,

@@ -307,3 +307,20 @@ class ApiKey(Record):
     hash: str
     created_at: str
     revoked_at: str | None = None
+
+
+NodeState = Literal["loading", "ready", "draining"]
+
+
+class NodeRecord(Record):
+    """What a bridge process says of itself in Redis, every few seconds while it runs."""
+
+    node_id: str
+    state: NodeState
+    sip: str = Field(description="host:port its SIP user agent listens on.")
+    http_url: str = Field(description="Its own REST API (VOICEBRIDGE_HTTP_NODE_PORT if set).")
+    calls: int = Field(ge=0, description="Live SIP calls.")
+    max_calls: int = Field(ge=1, description="VOICEBRIDGE_SIP_MAX_CALLS.")
+    sessions: int = Field(ge=0, description="Live voice sessions, phone and WebSocket.")
+    started_at: Timestamp
+    seen_at: Timestamp = Field(description="When it last refreshed this record.")

@@ -324,8 +324,11 @@ def user_agent(
         RtpPorts(settings.rtp_port_min, settings.rtp_port_max),
         PhoneConfig(
             node=settings.node_id,
-            media_host=settings.sip_host,
-            advertised_host=advertised(settings.sip_host, settings.sip_advertised_host),
+            media_host=settings.rtp_host or settings.sip_host,
+            advertised_host=advertised(
+                settings.rtp_host or settings.sip_host,
+                settings.rtp_advertised_host or settings.sip_advertised_host,
+            ),
             default_agent_id=settings.default_agent_id,
             record_calls=settings.record_phone_calls,
             media=MediaConfig(inactivity_timeout_s=settings.rtp_inactivity_timeout),

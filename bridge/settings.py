@@ -64,12 +64,32 @@ class Settings(BaseSettings):
 
     http_host: str = Field("0.0.0.0", description="Address the REST API listens on.")
     http_port: int = Field(8080, ge=1, le=65535, description="Port of the REST API.")
+    http_reuse_port: bool = Field(
+        False,
+        description="Listen on http_port with SO_REUSEPORT, so several nodes on one box share "
+        "it (`serve --nodes N` sets it).",
+    )
+    http_node_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="A second port of the REST API that is this node's alone (its /metrics and "
+        "/readyz behind a shared http_port).",
+    )
     sip_host: str = Field("0.0.0.0", description="Address the SIP user agent and RTP bind.")
     sip_port: int = Field(5060, ge=1, le=65535, description="SIP port (UDP and TCP).")
     sip_advertised_host: str | None = Field(
         None,
         description="Address put in Via, Contact and SDP; unset: sip_host, or 127.0.0.1 when "
         "that is a wildcard.",
+    )
+    rtp_host: str | None = Field(
+        None,
+        description="Address RTP binds; unset: sip_host. Cluster nodes take SIP on loopback "
+        "behind the balancer and RTP on the box's address.",
+    )
+    rtp_advertised_host: str | None = Field(
+        None, description="Address put in SDP; unset: sip_advertised_host, then as for it."
     )
     rtp_port_min: int = Field(20000, ge=1024, le=65534, description="Lowest RTP port of calls.")
     rtp_port_max: int = Field(29999, ge=1025, le=65535, description="Highest RTP port of calls.")
@@ -180,6 +200,26 @@ class Settings(BaseSettings):
     )
     preload_models: bool = Field(
         True, description="Load the speech models at start rather than on the first call."
+    )
+    cluster_port_base: int = Field(
+        5100,
+        ge=1024,
+        le=65000,
+        description="`serve --nodes N`: node i takes SIP on 127.0.0.1 port base + i behind "
+        "Kamailio on sip_port.",
+    )
+    cluster_probe_interval: int = Field(
+        2,
+        ge=1,
+        le=60,
+        description="`serve --nodes N`: seconds between Kamailio's OPTIONS probes of each node.",
+    )
+    cluster_failover_timeout: float = Field(
+        1.0,
+        gt=0,
+        le=30,
+        description="`serve --nodes N`: seconds Kamailio waits for a node's first answer to an "
+        "INVITE before it tries the next node.",
     )
 
     @field_validator(*LIST_EXAMPLES, mode="before")

@@ -4,7 +4,8 @@ Every `voicebridge serve` process runs one. Each scan reads the active conversat
 - those never connected (no session here, none ever) once older than the connect timeout:
   `failed`, reason `not_connected`;
 - those whose holder process has stopped beating (SIGKILL, a crash, a lost machine): `failed`,
-  reason `node_lost`;
+  reason `node_lost`; also those held under this process's own node name from before it
+  started (it was restarted under the same name, as `serve --nodes N` does);
 - those held here whose session ended while the store could not record it: the session's own
   reason.
 
@@ -52,6 +53,10 @@ class Here:
     """Conversations with a session running or starting here."""
     finished: dict[str, str] = field(default_factory=dict)
     """Conversations whose session ended here, with its reason."""
+    started_ms: int = 0
+    """When this process started. A conversation held under this node's name but created
+    before then was held by an earlier process of the same name (restarted after a crash), and
+    no session of this one will take it."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,8 @@ class Judge:
                     continue
                 if cid in here.finished:
                     endings.append(Ending(cid, here.finished[cid]))
+                elif holder is not None and self._created_ms(conversation) < here.started_ms:
+                    endings.append(Ending(cid, NODE_LOST))
                 elif self._age_s(conversation, now_ms) >= self.connect_timeout_s:
                     endings.append(Ending(cid, NOT_CONNECTED))
                 continue
@@ -102,8 +109,11 @@ class Judge:
         return endings
 
     @staticmethod
-    def _age_s(conversation: Conversation, now_ms: int) -> float:
-        return (now_ms - clock.parse_iso(conversation.created_at)) / 1000
+    def _created_ms(conversation: Conversation) -> int:
+        return clock.parse_iso(conversation.created_at)
+
+    def _age_s(self, conversation: Conversation, now_ms: int) -> float:
+        return (now_ms - self._created_ms(conversation)) / 1000
 
 
 def connect_timeout(settings: Settings) -> float:
@@ -126,6 +136,7 @@ class Sweeper:
         self.sessions = sessions
         self.judge = judge
         self.every_s = every_s
+        self.started_ms = clock.now_ms()
 
     async def run(self) -> None:
         while True:
@@ -151,6 +162,7 @@ class Sweeper:
                 c.conversation_id for c in conversations if self.sessions.holds(c.conversation_id)
             ),
             finished=finished,
+            started_ms=self.started_ms,
         )
         loop = asyncio.get_running_loop()
         endings = self.judge.decide(conversations, here, clock.now_ms(), loop.time())

@@ -81,4 +81,14 @@ ensure_apt_packages() {
     "${sudo[@]}" apt-get update -q
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -q --no-install-recommends "${missing[@]}"
+    # Debian's kamailio package starts its own service on 5060, the bridge's SIP port; the
+    # bridge runs Kamailio itself (serve --nodes N), so the one just installed is switched off.
+    case " ${missing[*]} " in
+    *" kamailio "*)
+        if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+            say "disabling the kamailio service Debian started: voicebridge runs its own"
+            "${sudo[@]}" systemctl disable --now kamailio.service || true
+        fi
+        ;;
+    esac
 }

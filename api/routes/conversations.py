@@ -42,6 +42,7 @@ def detail(conversation: Conversation, messages: list[Message]) -> ConversationD
         initial_context=conversation.initial_context,
         settings=conversation.settings,
         call=conversation.call,
+        node=conversation.node,
     )
 
 

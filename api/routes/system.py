@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
 from api.http import respond
-from api.schemas.common import Health, ListPage, Readiness
+from api.schemas.common import Health, ListPage, NodeInfo, Readiness
 from api.schemas.webhooks import EventTypeInfo
 from api.state import AppState
 from bridge.events import EVENT_TYPES
@@ -75,3 +75,10 @@ async def metrics(request: web.Request) -> web.Response:
 async def list_event_types(_request: web.Request) -> web.Response:
     data = [EventTypeInfo(event=name, description=text) for name, text in EVENT_TYPES.items()]
     return respond(ListPage[EventTypeInfo](data=data, has_more=False, next_cursor=None))
+
+
+@routes.get("/v1/nodes")
+async def list_nodes(request: web.Request) -> web.Response:
+    records = await AppState.of(request.app).store.nodes.records()
+    data = [NodeInfo.model_validate(record.model_dump()) for record in records]
+    return respond(ListPage[NodeInfo](data=data, has_more=False, next_cursor=None))

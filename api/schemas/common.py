@@ -9,6 +9,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from bridge import languages
+from bridge.models import Timestamp
 from bridge.store.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 T = TypeVar("T")
@@ -134,3 +135,18 @@ LanguageTag = Annotated[
         examples=["en-US"],
     ),
 ]
+
+
+class NodeInfo(Output):
+    """A bridge node on this Redis, as it last recorded itself (every 5 s; gone 15 s after it
+    stopped refreshing)."""
+
+    node_id: str
+    state: Literal["loading", "ready", "draining"]
+    sip: str = Field(description="host:port of its SIP user agent.")
+    http_url: str = Field(description="Its own REST API: its /metrics and /readyz.")
+    calls: int = Field(description="Live SIP calls.")
+    max_calls: int = Field(description="How many calls it takes (VOICEBRIDGE_SIP_MAX_CALLS).")
+    sessions: int = Field(description="Live voice sessions, phone and WebSocket.")
+    started_at: Timestamp
+    seen_at: Timestamp

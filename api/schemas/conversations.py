@@ -111,6 +111,11 @@ class ConversationDetail(ConversationSummary):
     initial_context: dict[str, Any]
     settings: ConversationSettings
     call: CallDetails | None = Field(None, description="SIP details of a phone conversation.")
+    node: str | None = Field(
+        None,
+        description="The bridge node that holds (or held) the conversation's session; null until "
+        "one does.",
+    )
 
 
 class ConversationEnd(Strict):

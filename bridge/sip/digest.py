@@ -68,7 +68,12 @@ class DigestAuthenticator:
         self._clock = clock
         self.algorithms = tuple(algorithms)
         self._ttl = nonce_ttl
-        self._key = secrets.token_bytes(32)
+        # Derived from the credentials, not random: behind a balancer the answer to one node's
+        # challenge may reach another, which must take its nonce. Replays are still refused
+        # per node (each keeps its own memory of used nonces).
+        self._key = hashlib.sha256(
+            b"voicebridge digest nonce\0" + realm.encode() + b"\0" + password.encode()
+        ).digest()
         self._replay_capacity = replay_capacity
         self._used: OrderedDict[tuple[str, str, str], float] = OrderedDict()
 

@@ -25,6 +25,8 @@ Redis. Values are JSON documents unless noted.
 | {p}:apikeys | zset | api key prefixes by created_at ms |
 | {p}:node:{node}:cmd | stream | commands for the sessions a bridge process holds (end), capped |
 | {p}:node:{node}:alive | string + TTL | present while that process runs (its command listener) |
+| {p}:node:{node}:info | string + TTL | its NodeRecord (addresses, calls, state), kept fresh |
+| {p}:nodes | set | names of the nodes that recorded themselves (pruned when their info lapses) |
 """
 
 from __future__ import annotations
@@ -110,3 +112,10 @@ class Keys:
 
     def node_alive(self, node: str) -> str:
         return f"{self.prefix}:node:{node}:alive"
+
+    def node_info(self, node: str) -> str:
+        return f"{self.prefix}:node:{node}:info"
+
+    @property
+    def nodes(self) -> str:
+        return f"{self.prefix}:nodes"

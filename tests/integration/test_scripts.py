@@ -48,6 +48,7 @@ def test_serve_installs_what_the_default_voice_needs(tmp_path: Path) -> None:
     packages = set(_installed_by("serve", tmp_path))
     assert packages >= VOICE_PACKAGES
     assert "sip-tester" not in packages, "serve needs no test tools"
+    assert "kamailio" in packages, "serve --nodes N runs Kamailio"
 
 
 def test_test_installs_every_package_serve_does_and_its_own(tmp_path: Path) -> None:

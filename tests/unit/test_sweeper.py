@@ -128,3 +128,19 @@ def test_the_connect_timeout_is_never_longer_than_the_token_ttl() -> None:
 def test_the_sweepers_reasons_end_as_failed() -> None:
     assert lifecycle.status_for_end_reason(NOT_CONNECTED) == "failed"
     assert lifecycle.status_for_end_reason(NODE_LOST) == "failed"
+
+
+def test_what_an_earlier_process_of_this_name_held_is_lost_at_once() -> None:
+    """`serve --nodes N` restarts a crashed node under its own name: the new process holds
+    none of what the old one did, and no heartbeat lapse will ever show it."""
+    judge = Judge(TIMEOUT_S, TTL_S)
+    before = _conversation("conv_before", "me", age_s=60)
+    mine = _conversation("conv_mine", "me", age_s=5)
+    unheld = _conversation("conv_unheld", None, age_s=60)
+    started = NOW_MS - 30_000
+    here = Here(
+        node="me", heartbeat=True, alive=frozenset(), holding=frozenset(), started_ms=started
+    )
+    assert judge.decide([before, mine, unheld], here, NOW_MS, 0.0) == [
+        Ending("conv_before", NODE_LOST)
+    ]
