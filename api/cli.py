@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="run this many bridge nodes behind Kamailio on the SIP port (default 1: one "
         "process, no balancer)",
     )
+    serve_parser.add_argument(
+        "--balancer",
+        action="store_true",
+        help="put Kamailio in front even of one node (as the benchmarks compare)",
+    )
     keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
         dest="keys_command", required=True
     )
@@ -114,7 +119,7 @@ def voicebridge_command() -> list[str]:
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
-        if args.nodes > 1:
+        if args.nodes > 1 or args.balancer:
             asyncio.run(supervisor.run(settings, args.nodes, voicebridge_command()))
         else:
             asyncio.run(serve(settings))

@@ -26,6 +26,7 @@ loop, Redis on --redis-url under a key prefix of its own, deleted afterwards):
     .venv/bin/python bench/sip_load.py                 # all three phases, ~15 min
     .venv/bin/python bench/sip_load.py --quick         # smoke run, ~4 min
     .venv/bin/python bench/sip_load.py --phases media --concurrency 50 100 150 200
+    .venv/bin/python bench/sip_load.py --nodes 1 2     # the phases through Kamailio, side by side
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import platform
 import re
 import secrets
 import shlex
+import signal
 import socket
 import sys
 import tempfile
@@ -93,25 +95,39 @@ def say(text: str) -> None:
 
 @dataclass
 class Server:
-    """`voicebridge serve` as bench/pipeline.py starts it, and the SIP port it answers on."""
+    """What the phases call: one `voicebridge serve`, or `serve --nodes N` behind Kamailio.
+    `sip_port` is where calls go (Kamailio's, in a cluster); the figures of several nodes are
+    summed (CPU, RSS, counters, histogram buckets) over `pids` and `metrics_urls`."""
 
-    served: pipeline.Server
+    api: str
+    key: str
     sip_port: int
-
-    @property
-    def api(self) -> str:
-        return self.served.url
-
-    @property
-    def key(self) -> str:
-        return self.served.key
+    process: asyncio.subprocess.Process
+    pids: list[int]
+    metrics_urls: list[str]
+    balancer: list[int]
+    """Kamailio's processes (none without one)."""
 
     @property
     def pid(self) -> int:
-        return self.served.process.pid
+        return self.pids[0]
+
+    def cpu(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.pids)
+
+    def balancer_cpu(self) -> float:
+        total = 0.0
+        for pid in self.balancer:
+            with contextlib.suppress(OSError):
+                total += cpu_seconds(pid)
+        return total
+
+    def rss(self) -> float:
+        return sum(rss_mb(pid) for pid in self.pids)
 
     def check(self) -> None:
-        self.served.check()
+        if self.process.returncode is not None:
+            raise SystemExit(f"voicebridge serve died ({self.process.returncode}); see its stderr")
 
 
 @contextlib.asynccontextmanager
@@ -128,9 +144,112 @@ async def serve(args: argparse.Namespace) -> AsyncIterator[Server]:
     }  # fmt: skip
     try:
         async with pipeline.serve(args.startup_timeout, settings) as served:
-            yield Server(served, sip_port)
+            metrics = [f"{served.url}/metrics"]
+            pid = served.process.pid
+            yield Server(served.url, served.key, sip_port, served.process, [pid], metrics, [])
     finally:
         await forget(args.redis_url, prefix)
+
+
+def _children(parent: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            stat = (entry / "stat").read_text()
+            if int(stat[stat.rindex(")") + 2 :].split()[1]) == parent:
+                found.append(int(entry.name))
+    return found
+
+
+def _environ(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    pairs = (item.partition(b"=") for item in raw.split(b"\0") if item)
+    return {k.decode(): v.decode(errors="replace") for k, _, v in pairs}
+
+
+@contextlib.asynccontextmanager
+async def serve_cluster(args: argparse.Namespace, nodes: int) -> AsyncIterator[Server]:
+    """`voicebridge serve --nodes N --balancer`: N nodes behind Kamailio, models preloaded in
+    each, Redis on --redis-url under a prefix of its own."""
+    sip_port, http_port, base = free_sip_port(), free_port(), free_port()
+    prefix = f"bench{secrets.token_hex(4)}"
+    with tempfile.TemporaryDirectory(prefix="vb-cluster-") as tmp:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEBRIDGE_")}
+        env |= {
+            "VOICEBRIDGE_HTTP_HOST": HOST, "VOICEBRIDGE_HTTP_PORT": str(http_port),
+            "VOICEBRIDGE_SIP_HOST": HOST, "VOICEBRIDGE_SIP_PORT": str(sip_port),
+            "VOICEBRIDGE_CLUSTER_PORT_BASE": str(base),
+            "VOICEBRIDGE_RTP_PORT_MIN": str(RTP_PORTS[0]),
+            "VOICEBRIDGE_RTP_PORT_MAX": str(RTP_PORTS[1]),
+            "VOICEBRIDGE_SIP_MAX_CALLS": str(max(args.concurrency) + 100),
+            "VOICEBRIDGE_SIP_RATE_LIMIT": "0", "VOICEBRIDGE_REDIS_URL": args.redis_url,
+            "VOICEBRIDGE_REDIS_PREFIX": prefix, "VOICEBRIDGE_DATA_DIR": str(Path(tmp) / "data"),
+            "VOICEBRIDGE_PRELOAD_MODELS": "true", "VOICEBRIDGE_LOG_LEVEL": "WARNING",
+            "VOICEBRIDGE_NODE_ID": "bench", "PYTHONUNBUFFERED": "1",
+        }  # fmt: skip
+        voicebridge = Path(sys.executable).with_name("voicebridge")
+        command = [str(voicebridge)] if voicebridge.is_file() else [sys.executable, "-m", "api.cli"]
+        errors = Path(tmp) / "stderr.txt"
+        with errors.open("wb") as err:
+            process = await asyncio.create_subprocess_exec(
+                *command, "serve", "--nodes", str(nodes), "--balancer", env=env, cwd=tmp,
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=err,
+            )  # fmt: skip
+        assert process.stdout is not None
+        drain: asyncio.Task[bytes] | None = None
+        try:
+            key = ""
+            while line := (await asyncio.wait_for(process.stdout.readline(), 120)).decode():
+                if found := pipeline.KEY_LINE.search(line):
+                    key = found.group(1)
+                if line.startswith("voicebridge cluster:"):
+                    break
+            else:
+                raise SystemExit(f"serve --nodes exited: {errors.read_text()[-2000:]}")
+            drain = asyncio.create_task(process.stdout.read())
+            own = [f"http://{HOST}:{http_port + i}" for i in range(1, nodes + 1)]
+            async with aiohttp.ClientSession() as http:
+                deadline = time.monotonic() + args.startup_timeout
+                for url in own:
+                    while True:
+                        with contextlib.suppress(aiohttp.ClientError):
+                            async with http.get(f"{url}/readyz") as ready:
+                                if ready.status == 200:
+                                    break
+                        if time.monotonic() > deadline:
+                            raise SystemExit(f"{url}: not ready in {args.startup_timeout:g} s")
+                        await asyncio.sleep(0.5)
+            children = _children(process.pid)
+            node_pids = sorted(
+                (_environ(pid).get("VOICEBRIDGE_NODE_ID", ""), pid)
+                for pid in children
+                if _environ(pid).get("VOICEBRIDGE_NODE_ID", "").startswith("bench-")
+            )
+            kamailio = [p for p in children if "VOICEBRIDGE_BALANCER_NODES" in _environ(p)]
+            balancer = [*kamailio, *(c for k in kamailio for c in _children(k))]
+            yield Server(
+                f"http://{HOST}:{http_port}",
+                key,
+                sip_port,
+                process,
+                [pid for _name, pid in node_pids],
+                [f"{url}/metrics" for url in own],
+                balancer,
+            )
+        finally:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(process.wait(), 60)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
+            if drain is not None:
+                drain.cancel()
+            await forget(args.redis_url, prefix)
 
 
 def free_sip_port() -> int:
@@ -169,22 +288,30 @@ async def create_agent(http: aiohttp.ClientSession, server: Server) -> None:
             raise SystemExit(f"creating the agent: {response.status} {await response.text()}")
 
 
-async def scrape(http: aiohttp.ClientSession, url: str, name: str) -> tuple[Histogram, float]:
-    """Histogram `name` (cumulative bucket counts) and its sum, from a Prometheus text page."""
-    async with http.get(url) as response:
-        text = await response.text()
-    buckets = {
-        math.inf if le == "+Inf" else float(le): float(value)
-        for le, value in re.findall(rf'^{name}_bucket\{{le="([^"]+)"\}} (\S+)$', text, re.M)
-    }
-    found = re.search(rf"^{name}_sum (\S+)$", text, re.M)
-    return buckets, float(found.group(1)) if found else 0.0
+async def scrape(http: aiohttp.ClientSession, server: Server, name: str) -> tuple[Histogram, float]:
+    """Histogram `name` (cumulative bucket counts) and its sum, summed over the nodes."""
+    buckets: Histogram = {}
+    total = 0.0
+    for url in server.metrics_urls:
+        async with http.get(url) as response:
+            text = await response.text()
+        for le, value in re.findall(rf'^{name}_bucket\{{le="([^"]+)"\}} (\S+)$', text, re.M):
+            bound = math.inf if le == "+Inf" else float(le)
+            buckets[bound] = buckets.get(bound, 0.0) + float(value)
+        found = re.search(rf"^{name}_sum (\S+)$", text, re.M)
+        total += float(found.group(1)) if found else 0.0
+    return buckets, total
 
 
 async def gauge(http: aiohttp.ClientSession, server: Server, name: str) -> float:
-    async with http.get(f"{server.api}/metrics") as response:
-        found = re.search(rf"^{name} (\S+)$", await response.text(), re.M)
-    return float(found.group(1)) if found else math.nan
+    total = 0.0
+    for url in server.metrics_urls:
+        async with http.get(url) as response:
+            found = re.search(rf"^{name} (\S+)$", await response.text(), re.M)
+        if found is None:
+            return math.nan
+        total += float(found.group(1))
+    return total
 
 
 def quantile(before: Histogram, after: Histogram, q: float) -> float:
@@ -273,6 +400,7 @@ class MediaRow:
     cpu_percent_per_call: float
     cpu_percent_total: float
     sipp_cpu_percent: float
+    kamailio_cpu_percent: float
     rss_mb_per_call: float
     turns: float
     """Replies the agent gave in the window: 0 if the caller's noise was never heard as speech."""
@@ -289,7 +417,7 @@ async def media_phase(
     noise_pcap(pcap, hold_s + 5)
     rows = []
     for calls in args.concurrency:
-        idle_rss = rss_mb(server.pid)
+        idle_rss = server.rss()
         sipp = await start_sipp(
             SippOptions(
                 scenario_path("load_call"),
@@ -308,14 +436,16 @@ async def media_phase(
             await asyncio.sleep(calls / args.ramp_rate + args.settle)
             server.check()
             established = await gauge(http, server, SESSIONS)
-            before, _ = await scrape(http, f"{server.api}/metrics", LATENESS)
-            replies0, _ = await scrape(http, f"{server.api}/metrics", VOICE_TO_VOICE)
-            cpu0, sipp0, t0 = cpu_seconds(server.pid), cpu_seconds(sipp.process.pid), time.time()
+            before, _ = await scrape(http, server, LATENESS)
+            replies0, _ = await scrape(http, server, VOICE_TO_VOICE)
+            cpu0, sipp0, t0 = server.cpu(), cpu_seconds(sipp.process.pid), time.time()
+            kam0 = server.balancer_cpu()
             await asyncio.sleep(args.window)
-            cpu1, sipp1, t1 = cpu_seconds(server.pid), cpu_seconds(sipp.process.pid), time.time()
-            after, _ = await scrape(http, f"{server.api}/metrics", LATENESS)
-            replies1, _ = await scrape(http, f"{server.api}/metrics", VOICE_TO_VOICE)
-            rss = rss_mb(server.pid)
+            cpu1, sipp1, t1 = server.cpu(), cpu_seconds(sipp.process.pid), time.time()
+            kam1 = server.balancer_cpu()
+            after, _ = await scrape(http, server, LATENESS)
+            replies1, _ = await scrape(http, server, VOICE_TO_VOICE)
+            rss = server.rss()
             result = await sipp.wait(hold_s + 60)
         finally:
             await sipp.kill()
@@ -333,6 +463,7 @@ async def media_phase(
             cpu_percent_per_call=(cpu1 - cpu0) / window / calls * 100,
             cpu_percent_total=(cpu1 - cpu0) / window * 100,
             sipp_cpu_percent=(sipp1 - sipp0) / window * 100,
+            kamailio_cpu_percent=(kam1 - kam0) / window * 100,
             rss_mb_per_call=(rss - idle_rss) / calls,
             turns=count(replies0, replies1),
             successful=result.successful_calls,
@@ -344,7 +475,8 @@ async def media_phase(
             f"{row.expected_packets:7.0f}  lateness p50 {row.lateness_p50_ms:5.2f} ms  "
             f"p99 {row.lateness_p99_ms:5.2f} ms  <=2 ms {100 * row.within_2ms:6.2f} %  "
             f"CPU {row.cpu_percent_total:5.1f} % ({row.cpu_percent_per_call:4.2f} %/call)  "
-            f"SIPp CPU {row.sipp_cpu_percent:5.1f} %  RSS {row.rss_mb_per_call:5.2f} MB/call  "
+            f"SIPp CPU {row.sipp_cpu_percent:5.1f} %  Kamailio CPU "
+            f"{row.kamailio_cpu_percent:4.1f} %  RSS {row.rss_mb_per_call:5.2f} MB/call  "
             f"replies {row.turns:.0f}  calls ok {row.successful} failed {row.failed}"
         )
         if not result.ok:
@@ -454,8 +586,8 @@ async def talking_phase(
     utterances = len(list(LIBRIVOX.glob("*.wav")))
     rows = []
     for calls in args.talking:
-        before, sum0 = await scrape(http, f"{server.api}/metrics", VOICE_TO_VOICE)
-        cpu0, t0 = cpu_seconds(server.pid), time.time()
+        before, sum0 = await scrape(http, server, VOICE_TO_VOICE)
+        cpu0, t0 = server.cpu(), time.time()
         result = await run_sipp(
             SippOptions(
                 scenario_path("load_call"),
@@ -472,9 +604,9 @@ async def talking_phase(
             timeout=duration + args.stagger + 60,
             workdir=workdir / f"talk-{calls}",
         )
-        cpu1, t1 = cpu_seconds(server.pid), time.time()
+        cpu1, t1 = server.cpu(), time.time()
         await wait_for_sessions(http, server, 0, 30)
-        after, sum1 = await scrape(http, f"{server.api}/metrics", VOICE_TO_VOICE)
+        after, sum1 = await scrape(http, server, VOICE_TO_VOICE)
         turns = count(before, after)
         row = TalkRow(
             calls=calls,
@@ -518,6 +650,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--startup-timeout", type=float, default=180.0)
     parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        nargs="+",
+        help="run the phases through Kamailio (serve --nodes N --balancer) for each N, one "
+        "after the other, and print them side by side",
+    )
     args = parser.parse_args()
     quick = args.quick
     args.phases = args.phases or ["media", "setup", "talking"]
@@ -544,6 +683,66 @@ def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+async def run_phases(
+    args: argparse.Namespace, http: aiohttp.ClientSession, server: Server, workdir: Path
+) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    await create_agent(http, server)
+    say(f"server pids {server.pids}, RSS {server.rss():.0f} MB with models loaded")
+    if "media" in args.phases:
+        say(
+            f"\nmedia-only calls (PCMU, caller plays -55 dBFS noise, agent silent after "
+            f"'Hi.'), {args.window:g} s measured per step:"
+        )
+        figures["media"] = [asdict(r) for r in await media_phase(args, http, server, workdir)]
+    if "setup" in args.phases:
+        say(f"\ncall setup rate (SIPp -sn uac, {args.setup_seconds:g} s per step):")
+        figures["setup"] = await setup_phase(args, http, server, workdir)
+    if "talking" in args.phases:
+        say(f"\ntalking calls (LibriVox, {args.gap:g} s after each utterance):")
+        figures["talking"] = [asdict(r) for r in await talking_phase(args, http, server, workdir)]
+    server.check()
+    return figures
+
+
+def side_by_side(runs: dict[int, dict[str, Any]]) -> None:
+    """The figures of each node count next to the first one's, as ratios."""
+    counts = sorted(runs)
+    first = counts[0]
+    say("\nside by side, through Kamailio (ratio to " + f"{first} node{'s' * (first > 1)}):")
+    if all("setup" in runs[n] for n in counts):
+
+        def best(n: int) -> float:
+            return max((s["rate"] for s in runs[n]["setup"]["bridge"] if s["ok"]), default=0.0)
+
+        say(
+            "  setup rate with every call in time: "
+            + ", ".join(f"{n} nodes {best(n):g}/s ({best(n) / best(first):.2f}x)" for n in counts)
+            if best(first)
+            else "  setup: no step kept up"
+        )
+    if all("media" in runs[n] for n in counts):
+        for index, row in enumerate(runs[first]["media"]):
+            cells = []
+            for n in counts:
+                other = runs[n]["media"][index]
+                cells.append(
+                    f"{n} nodes p99 {other['lateness_p99_ms']:5.2f} ms, "
+                    f"<=2 ms {100 * other['within_2ms']:6.2f} %, "
+                    f"CPU {other['cpu_percent_total']:5.1f} %, "
+                    f"Kamailio {other['kamailio_cpu_percent']:4.1f} %"
+                )
+            say(f"  media {row['calls']:4d} calls: " + " | ".join(cells))
+    if all("talking" in runs[n] for n in counts):
+        for index, row in enumerate(runs[first]["talking"]):
+            cells = [
+                f"{n} nodes p50 {runs[n]['talking'][index]['p50_ms']:4.0f} / p95 "
+                f"{runs[n]['talking'][index]['p95_ms']:4.0f} ms"
+                for n in counts
+            ]
+            say(f"  talking {row['calls']:3d} calls: " + " | ".join(cells))
+
+
 async def main() -> None:
     args = parse_args()
     say("command: " + shlex.join([".venv/bin/python", *sys.argv]))
@@ -554,26 +753,17 @@ async def main() -> None:
     figures: dict[str, Any] = {"command": sys.argv, "load_before": os.getloadavg()}
     with tempfile.TemporaryDirectory(prefix="vb-sipload-") as tmp:
         workdir = Path(tmp)
-        async with serve(args) as server, aiohttp.ClientSession() as http:
-            await create_agent(http, server)
-            say(f"server pid {server.pid}, RSS {rss_mb(server.pid):.0f} MB with models loaded")
-            if "media" in args.phases:
-                say(
-                    f"\nmedia-only calls (PCMU, caller plays -55 dBFS noise, agent silent after "
-                    f"'Hi.'), {args.window:g} s measured per step:"
-                )
-                figures["media"] = [
-                    asdict(r) for r in await media_phase(args, http, server, workdir)
-                ]
-            if "setup" in args.phases:
-                say(f"\ncall setup rate (SIPp -sn uac, {args.setup_seconds:g} s per step):")
-                figures["setup"] = await setup_phase(args, http, server, workdir)
-            if "talking" in args.phases:
-                say(f"\ntalking calls (LibriVox, {args.gap:g} s after each utterance):")
-                figures["talking"] = [
-                    asdict(r) for r in await talking_phase(args, http, server, workdir)
-                ]
-            server.check()
+        if args.nodes:
+            runs: dict[int, dict[str, Any]] = {}
+            for nodes in args.nodes:
+                say(f"\n=== {nodes} node{'s' * (nodes > 1)} behind Kamailio ===")
+                async with serve_cluster(args, nodes) as server, aiohttp.ClientSession() as http:
+                    runs[nodes] = await run_phases(args, http, server, workdir / f"n{nodes}")
+            figures["nodes"] = runs
+            side_by_side(runs)
+        else:
+            async with serve(args) as server, aiohttp.ClientSession() as http:
+                figures |= await run_phases(args, http, server, workdir)
     figures["load_after"] = os.getloadavg()
     say(f"\nload average after: {load_average()}")
     if args.json:

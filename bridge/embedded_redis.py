@@ -102,6 +102,11 @@ class EmbeddedRedis:
         """The server this object started and will stop; None when it reused another's."""
         return self._process.pid if self._process is not None else None
 
+    @property
+    def exited(self) -> bool:
+        """Whether the server this object started has exited (never true for a reused one)."""
+        return self._process is not None and self._process.returncode is not None
+
     async def start(self, timeout: float = 10.0) -> None:
         if len(str(self.socket_path).encode()) > MAX_SOCKET_PATH:
             raise EmbeddedRedisError(

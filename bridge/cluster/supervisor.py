@@ -3,10 +3,10 @@
 Starts the embedded Redis (unless VOICEBRIDGE_REDIS_URL names one), node 1 (alone first, so
 the bootstrap key is made once), the other nodes, then Kamailio in front of them
 (config/kamailio/kamailio.cfg, fed by the plan's environment). Each child's output is passed on
-line by line under its name. A node or Kamailio that dies is started again (after a pause that
-grows while it keeps dying); one that exits 0 (a node drained with its own SIGTERM) is left
-stopped. SIGTERM or SIGINT drains every node (each finishes its calls within
-VOICEBRIDGE_SIP_DRAIN_TIMEOUT), then stops Kamailio, then Redis.
+line by line under its name. A node, Kamailio or the embedded Redis that dies is started again
+(after a pause that grows while it keeps dying); a node that exits 0 (drained with a SIGTERM
+of its own) is left stopped. SIGTERM or SIGINT drains every node (each finishes its calls
+within VOICEBRIDGE_SIP_DRAIN_TIMEOUT), then stops Kamailio, then Redis.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bridge.cluster.plan import ClusterPlan, plan, probe_host
-from bridge.embedded_redis import EmbeddedRedis
+from bridge.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from bridge.settings import Settings
 
 log = logging.getLogger("voicebridge.cluster")
@@ -150,6 +150,26 @@ async def _keep_running(child: Child) -> None:
         if child.stopping:
             return
         await child.start()
+
+
+async def _keep_redis_running(embedded: EmbeddedRedis) -> None:
+    """Start the embedded Redis again when it dies: its AOF has the data, and the nodes
+    reconnect and write what they held back meanwhile."""
+    failures = 0
+    while True:
+        await asyncio.sleep(1.0)
+        if not embedded.exited:
+            continue
+        delay = RESTART_DELAYS_S[min(failures, len(RESTART_DELAYS_S) - 1)]
+        failures += 1
+        log.warning("the embedded Redis exited; starting it again in %.0f s", delay)
+        await asyncio.sleep(delay)
+        try:
+            await embedded.start()
+        except EmbeddedRedisError as exc:
+            log.error("the embedded Redis did not start again: %s", exc)
+        else:
+            failures = 0
 
 
 def kamailio_binary() -> str:
@@ -288,6 +308,8 @@ async def run(settings: Settings, count: int, command: Sequence[str]) -> None:
         await kamailio.start()
         await _balancer_up(kamailio, probe_host(settings), settings.sip_port)
         keepers = [asyncio.create_task(_keep_running(child)) for child in children]
+        if embedded is not None:
+            keepers.append(asyncio.create_task(_keep_redis_running(embedded)))
         print(
             f"voicebridge cluster: {count} nodes behind Kamailio on udp+tcp "
             f"{settings.sip_host}:{settings.sip_port}; REST API on {settings.base_url()}",

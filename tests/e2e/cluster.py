@@ -37,6 +37,13 @@ def _children(parent: int) -> list[int]:
     return found
 
 
+def _comm(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def _environ(pid: int) -> dict[str, str]:
     try:
         raw = (Path("/proc") / str(pid) / "environ").read_bytes()
@@ -47,14 +54,15 @@ def _environ(pid: int) -> dict[str, str]:
 
 
 class Cluster:
-    def __init__(self, directory: Path, redis_url: str, nodes: int, **settings: str) -> None:
+    def __init__(self, directory: Path, redis_url: str | None, nodes: int, **settings: str) -> None:
+        """`redis_url` None: the supervisor's embedded Redis under the data directory."""
         self.nodes = nodes
         self.prefix = "t" + secrets.token_hex(6)
         self.sip_port = free_port()
         self.http_port = free_port()
         base = free_port()
         self.env = environment(
-            VOICEBRIDGE_REDIS_URL=redis_url,
+            **({"VOICEBRIDGE_REDIS_URL": redis_url} if redis_url else {}),
             VOICEBRIDGE_REDIS_PREFIX=self.prefix,
             VOICEBRIDGE_DATA_DIR=str(directory / "data"),
             VOICEBRIDGE_SIP_HOST="127.0.0.1",
@@ -123,9 +131,11 @@ class Cluster:
                 ready.set()
 
     def pid_of(self, name: str) -> int:
-        """The pid of `node-<i>` or of `kamailio`, as the supervisor runs them now."""
+        """The pid of `node-<i>`, `kamailio` or `redis`, as the supervisor runs them now."""
         assert self.process is not None
         for pid in _children(self.process.pid):
+            if name == "redis" and _comm(pid) == "redis-server":
+                return pid
             env = _environ(pid)
             if name == "kamailio" and "VOICEBRIDGE_BALANCER_NODES" in env:
                 return pid

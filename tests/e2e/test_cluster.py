@@ -227,3 +227,47 @@ async def _active(cluster: Cluster, http: aiohttp.ClientSession) -> list[dict[st
 
 async def _all_ended(cluster: Cluster, http: aiohttp.ClientSession) -> bool:
     return not await _active(cluster, http)
+
+
+async def test_calls_on_every_node_outlive_a_redis_restart_and_are_recorded_after(
+    tmp_path: Path,
+) -> None:
+    """The supervisor's embedded Redis killed mid-call: it is started again on its AOF, and
+    the nodes keep their calls and write what happened meanwhile."""
+    running = Cluster(tmp_path, None, 2)
+    await running.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            made = await http.post(
+                f"{running.base_url}/v1/agents",
+                json={"name": "Support line", "phone_numbers": [NUMBER]},
+                headers=running.headers,
+            )
+            assert made.status == 201, await made.text()
+            long = await calls(running, tmp_path / "long", 2, 12)
+
+            async def both_up() -> bool:
+                live = await _active(running, http)
+                return {c["node"] for c in live} == {running.node_id(1), running.node_id(2)}
+
+            await until("a call up on each node", both_up)
+            old = running.kill_child("redis")
+
+            async def restarted() -> bool:
+                try:
+                    return running.pid_of("redis") != old
+                except AssertionError:
+                    return False
+
+            await until("the embedded Redis is started again", restarted, timeout=30)
+            finished = await long.wait(90)
+            assert finished.successful_calls == 2, (finished.errors, finished.screen)
+            await until("both conversations end", lambda: _all_ended(running, http))
+            ended = [(c["status"], c["end_reason"]) for c in await running.conversations(http)]
+            assert ended == [("completed", "caller_hangup")] * 2
+            after = await calls(running, tmp_path / "after", 1, 1)
+            result = await after.wait(60)
+            assert result.successful_calls == 1, (result.errors, result.screen)
+    finally:
+        await running.kill()
+        (tmp_path / "cluster.log").write_text("\n".join(running.lines) + "\n")
