@@ -497,15 +497,22 @@ class SetupStep:
 
 
 async def setup_steps(
-    args: argparse.Namespace, remote: str, target: str, workdir: Path
+    args: argparse.Namespace,
+    remote: str,
+    target: str,
+    workdir: Path,
+    scenario: Path | str = "uac",
+    extra: tuple[str, ...] = (),
 ) -> list[SetupStep]:
+    """`scenario`: SIPp's built-in `uac` by default, which ignores Record-Route; through
+    Kamailio a scenario that honours it (call_caller_hangup with no pause: the same messages)."""
     steps: list[SetupStep] = []
     for rate in args.setup_rates:
         calls = round(rate * args.setup_seconds)
         started = time.monotonic()
         result: SippResult = await run_sipp(
             SippOptions(
-                "uac",
+                scenario,
                 remote=remote,
                 media_port=media_port(),
                 service=NUMBER,
@@ -513,6 +520,7 @@ async def setup_steps(
                 calls=calls,
                 call_limit=max(50, round(rate * 2)),
                 recv_timeout_ms=5000,
+                extra_args=extra,
             ),
             timeout=args.setup_seconds * 3 + 30,
             workdir=workdir / f"setup-{target}-{rate:g}",
@@ -541,7 +549,15 @@ async def setup_steps(
 async def setup_phase(
     args: argparse.Namespace, http: aiohttp.ClientSession, server: Server, workdir: Path
 ) -> dict[str, Any]:
-    ours = await setup_steps(args, f"{HOST}:{server.sip_port}", "bridge", workdir)
+    through_kamailio = bool(server.balancer)
+    ours = await setup_steps(
+        args,
+        f"{HOST}:{server.sip_port}",
+        "bridge",
+        workdir,
+        scenario_path("call_caller_hangup") if through_kamailio else "uac",
+        ("-d", "0") if through_kamailio else (),
+    )
     await wait_for_sessions(http, server, 0, 60)
     uas_port = free_port()
     uas: SippProcess = await start_sipp(
@@ -757,6 +773,7 @@ async def main() -> None:
             runs: dict[int, dict[str, Any]] = {}
             for nodes in args.nodes:
                 say(f"\n=== {nodes} node{'s' * (nodes > 1)} behind Kamailio ===")
+                (workdir / f"n{nodes}").mkdir()
                 async with serve_cluster(args, nodes) as server, aiohttp.ClientSession() as http:
                     runs[nodes] = await run_phases(args, http, server, workdir / f"n{nodes}")
             figures["nodes"] = runs
