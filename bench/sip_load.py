@@ -60,6 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import pipeline
 from bench.pipeline import cpu_seconds
 from media.resample import resample
+from tests.integration.procs import children, environ_of
 from tests.sipp import (
     SippOptions,
     SippProcess,
@@ -151,25 +152,6 @@ async def serve(args: argparse.Namespace) -> AsyncIterator[Server]:
         await forget(args.redis_url, prefix)
 
 
-def _children(parent: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            stat = (entry / "stat").read_text()
-            if int(stat[stat.rindex(")") + 2 :].split()[1]) == parent:
-                found.append(int(entry.name))
-    return found
-
-
-def _environ(pid: int) -> dict[str, str]:
-    try:
-        raw = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return {}
-    pairs = (item.partition(b"=") for item in raw.split(b"\0") if item)
-    return {k.decode(): v.decode(errors="replace") for k, _, v in pairs}
-
-
 @contextlib.asynccontextmanager
 async def serve_cluster(args: argparse.Namespace, nodes: int) -> AsyncIterator[Server]:
     """`voicebridge serve --nodes N --balancer`: N nodes behind Kamailio, models preloaded in
@@ -222,14 +204,14 @@ async def serve_cluster(args: argparse.Namespace, nodes: int) -> AsyncIterator[S
                         if time.monotonic() > deadline:
                             raise SystemExit(f"{url}: not ready in {args.startup_timeout:g} s")
                         await asyncio.sleep(0.5)
-            children = _children(process.pid)
+            spawned = children(process.pid)
             node_pids = sorted(
-                (_environ(pid).get("VOICEBRIDGE_NODE_ID", ""), pid)
-                for pid in children
-                if _environ(pid).get("VOICEBRIDGE_NODE_ID", "").startswith("bench-")
+                (environ_of(pid).get("VOICEBRIDGE_NODE_ID", ""), pid)
+                for pid in spawned
+                if environ_of(pid).get("VOICEBRIDGE_NODE_ID", "").startswith("bench-")
             )
-            kamailio = [p for p in children if "VOICEBRIDGE_BALANCER_NODES" in _environ(p)]
-            balancer = [*kamailio, *(c for k in kamailio for c in _children(k))]
+            kamailio = [p for p in spawned if "VOICEBRIDGE_BALANCER_NODES" in environ_of(p)]
+            balancer = [*kamailio, *(c for k in kamailio for c in children(k))]
             yield Server(
                 f"http://{HOST}:{http_port}",
                 key,

@@ -250,7 +250,7 @@ async def _balancer_up(kamailio: Child, host: str, port: int) -> None:
 
 
 def node_children(cluster: ClusterPlan, command: Sequence[str]) -> list[Child]:
-    base = {k: v for k, v in os.environ.items()} | {"PYTHONUNBUFFERED": "1"}
+    base = dict(os.environ) | {"PYTHONUNBUFFERED": "1"}
     return [
         Child(f"node-{node.index}", [*command, "serve"], base | node.environment)
         for node in cluster.nodes

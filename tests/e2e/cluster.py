@@ -17,40 +17,18 @@ from typing import Any
 import aiohttp
 
 from bridge.store import Store
-from tests.integration.procs import KEY_PATTERN, command, environment, free_port
+from tests.integration.procs import (
+    KEY_PATTERN,
+    children,
+    children_named,
+    command,
+    environ_of,
+    environment,
+    free_port,
+)
 
 KAMAILIO = shutil.which("kamailio") or shutil.which("kamailio", path="/usr/sbin")
 READY_MARK = "voicebridge cluster:"
-
-
-def _children(parent: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat[stat.rindex(")") + 2 :].split()[1]) == parent:
-            found.append(int(entry.name))
-    return found
-
-
-def _comm(pid: int) -> str:
-    try:
-        return (Path("/proc") / str(pid) / "comm").read_text().strip()
-    except OSError:
-        return ""
-
-
-def _environ(pid: int) -> dict[str, str]:
-    try:
-        raw = (Path("/proc") / str(pid) / "environ").read_bytes()
-    except OSError:
-        return {}
-    pairs = (item.partition(b"=") for item in raw.split(b"\0") if item)
-    return {k.decode(): v.decode(errors="replace") for k, _, v in pairs}
 
 
 class Cluster:
@@ -133,10 +111,12 @@ class Cluster:
     def pid_of(self, name: str) -> int:
         """The pid of `node-<i>`, `kamailio` or `redis`, as the supervisor runs them now."""
         assert self.process is not None
-        for pid in _children(self.process.pid):
-            if name == "redis" and _comm(pid) == "redis-server":
-                return pid
-            env = _environ(pid)
+        if name == "redis":
+            found = children_named(self.process.pid, "redis-server")
+            if found:
+                return found[0]
+        for pid in children(self.process.pid):
+            env = environ_of(pid)
             if name == "kamailio" and "VOICEBRIDGE_BALANCER_NODES" in env:
                 return pid
             index = name.removeprefix("node-")
@@ -160,8 +140,8 @@ class Cluster:
         """Last resort: the supervisor and everything under it."""
         if self.process is None or self.process.returncode is not None:
             return
-        for pid in _children(self.process.pid):
-            for grandchild in _children(pid):
+        for pid in children(self.process.pid):
+            for grandchild in children(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(grandchild, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):

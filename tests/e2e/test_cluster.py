@@ -29,18 +29,23 @@ pytestmark = [
 ]
 
 
+async def support_line(cluster: Cluster) -> None:
+    """The agent the calls reach: NUMBER."""
+    async with aiohttp.ClientSession() as http:
+        made = await http.post(
+            f"{cluster.base_url}/v1/agents",
+            json={"name": "Support line", "phone_numbers": [NUMBER]},
+            headers=cluster.headers,
+        )
+        assert made.status == 201, await made.text()
+
+
 @pytest.fixture
 async def cluster(tmp_path: Path, system_redis_url: str) -> AsyncIterator[Cluster]:
     running = Cluster(tmp_path, system_redis_url, 2, VOICEBRIDGE_SIP_DRAIN_TIMEOUT="20")
     await running.start()
     try:
-        async with aiohttp.ClientSession() as http:
-            made = await http.post(
-                f"{running.base_url}/v1/agents",
-                json={"name": "Support line", "phone_numbers": [NUMBER]},
-                headers=running.headers,
-            )
-            assert made.status == 201, await made.text()
+        await support_line(running)
         yield running
     finally:
         await running.kill()
@@ -237,13 +242,8 @@ async def test_calls_on_every_node_outlive_a_redis_restart_and_are_recorded_afte
     running = Cluster(tmp_path, None, 2)
     await running.start()
     try:
+        await support_line(running)
         async with aiohttp.ClientSession() as http:
-            made = await http.post(
-                f"{running.base_url}/v1/agents",
-                json={"name": "Support line", "phone_numbers": [NUMBER]},
-                headers=running.headers,
-            )
-            assert made.status == 201, await made.text()
             long = await calls(running, tmp_path / "long", 2, 12)
 
             async def both_up() -> bool:

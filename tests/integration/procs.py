@@ -55,21 +55,38 @@ def free_port() -> int:
         return port
 
 
-def children_named(parent: int, name: str) -> list[int]:
+def _stat(pid: int | str) -> tuple[str, int] | None:
+    """A process's command name and parent pid, from /proc; None once it is gone."""
+    try:
+        stat = (Path("/proc") / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    # Fields after the parenthesised command name: state, ppid, ...
+    return stat[stat.index("(") + 1 : stat.rindex(")")], int(
+        stat[stat.rindex(")") + 2 :].split()[1]
+    )
+
+
+def children(parent: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # Fields after the parenthesised command name: state, ppid, ...
-        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        if ppid == parent and comm == name:
+        if entry.name.isdigit() and (stat := _stat(entry.name)) is not None and stat[1] == parent:
             found.append(int(entry.name))
     return found
+
+
+def children_named(parent: int, name: str) -> list[int]:
+    return [pid for pid in children(parent) if (stat := _stat(pid)) and stat[0] == name]
+
+
+def environ_of(pid: int) -> dict[str, str]:
+    """A process's environment, from /proc; empty once it is gone."""
+    try:
+        raw = (Path("/proc") / str(pid) / "environ").read_bytes()
+    except OSError:
+        return {}
+    pairs = (item.partition(b"=") for item in raw.split(b"\0") if item)
+    return {k.decode(): v.decode(errors="replace") for k, _, v in pairs}
 
 
 def kill_redis_under(directory: Path) -> list[int]:
