@@ -149,6 +149,8 @@ async def serve(settings: Settings) -> None:
                 ) from None
         voice = AppState.of(app).voice
         phone = user_agent(settings, store, voice.sessions, voice.clock)
+        if settings.preload_models:
+            phone.not_ready = "speech models loading"
         try:
             await phone.start()
         except OSError as exc:
@@ -198,7 +200,7 @@ async def serve(settings: Settings) -> None:
         metrics.node_calls.labels(settings.node_id).set_function(lambda: len(phone.calls))
         metrics.node_max_calls.labels(settings.node_id).set(settings.sip_max_calls)
         if settings.preload_models:
-            workers.append(loop.create_task(preload(voice.runtime, settings.node_id)))
+            workers.append(loop.create_task(preload(voice.runtime, phone, settings.node_id)))
         else:
             log.info(
                 "node %s ready: speech models load on the first conversation", settings.node_id
@@ -236,14 +238,16 @@ async def stop_calls(phone: UserAgent, voice: VoiceService, grace: float) -> Non
     await phone.close()
 
 
-async def preload(runtime: VoiceRuntime, node: str) -> None:
-    """Load the speech models now, so the first caller does not wait for them; /readyz says
-    503 until they are."""
+async def preload(runtime: VoiceRuntime, phone: UserAgent, node: str) -> None:
+    """Load the speech models now, so the first caller does not wait for them; until they are,
+    /readyz says 503 and so do INVITE and OPTIONS (a balancer probing the node skips it)."""
     try:
         await runtime.ready()
     except Exception:
         log.exception("loading the speech models failed; conversations cannot start")
+        phone.not_ready = "speech models failed to load"
         return
+    phone.not_ready = None
     print("speech models loaded", flush=True)
     voices = ", ".join(f"{name} {state}" for name, state in runtime.voices().items())
     log.info("node %s ready: taking calls (voices: %s)", node, voices)

@@ -36,7 +36,6 @@ import platform
 import re
 import secrets
 import shlex
-import socket
 import sys
 import tempfile
 import time
@@ -53,6 +52,7 @@ from aiohttp import web
 from bridge import clock
 from bridge.redis_client import connect
 from bridge.store import Store
+from tests.ports import free_port
 
 KEY_LINE = re.compile(r"bootstrap API key.*?(vbk_[0-9a-f]{12}_[A-Za-z0-9_-]+)")
 READ_SET = 100
@@ -238,13 +238,6 @@ async def delete_prefix(url: str, prefix: str) -> None:
             await client.delete(*batch)
     finally:
         await client.aclose()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Api:

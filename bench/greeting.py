@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import secrets
 import shlex
-import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -28,6 +27,8 @@ from pathlib import Path
 
 import aiohttp
 import numpy as np
+
+from tests.ports import free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -53,13 +54,6 @@ class Datagrams(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.queue.put_nowait((time.monotonic(), data))
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Caller:
@@ -148,7 +142,7 @@ class Caller:
 
 
 async def main_async(args: argparse.Namespace) -> list[Answered]:
-    sip_port = free_udp_port()
+    sip_port = free_port()
     sip = {"VOICEBRIDGE_SIP_HOST": "127.0.0.1", "VOICEBRIDGE_SIP_PORT": str(sip_port)}
     loop = asyncio.get_running_loop()
     async with serve(args.startup_timeout, sip) as server, aiohttp.ClientSession() as http:
@@ -164,7 +158,7 @@ async def main_async(args: argparse.Namespace) -> list[Answered]:
         if made.status != 201:
             raise SystemExit(f"creating the agent: {made.status} {await made.text()}")
         sip, inbox = await loop.create_datagram_endpoint(Datagrams, local_addr=("127.0.0.1", 0))
-        rtp_port = free_udp_port()
+        rtp_port = free_port()
         rtp_transport, rtp = await loop.create_datagram_endpoint(
             Datagrams, local_addr=("127.0.0.1", rtp_port)
         )

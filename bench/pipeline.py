@@ -34,7 +34,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,8 @@ from typing import Any
 import aiohttp
 import numpy as np
 from aiohttp import web
+
+from tests.ports import free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -77,13 +78,6 @@ def percentile(values: list[float], p: float) -> float:
         return math.nan
     ordered = sorted(values)
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # Caller audio

@@ -42,7 +42,6 @@ import re
 import secrets
 import shlex
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -55,6 +54,8 @@ import aiohttp
 import numpy as np
 import redis.asyncio
 
+from tests.ports import free_port
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import pipeline
@@ -66,7 +67,6 @@ from tests.sipp import (
     SippProcess,
     SippResult,
     free_media_port,
-    free_port,
     g711_packets,
     read_wav,
     run_sipp,
@@ -133,7 +133,7 @@ class Server:
 
 @contextlib.asynccontextmanager
 async def serve(args: argparse.Namespace) -> AsyncIterator[Server]:
-    sip_port = free_sip_port()
+    sip_port = free_port()
     prefix = f"bench{secrets.token_hex(4)}"
     settings = {
         "VOICEBRIDGE_SIP_HOST": HOST, "VOICEBRIDGE_SIP_PORT": str(sip_port),
@@ -156,7 +156,7 @@ async def serve(args: argparse.Namespace) -> AsyncIterator[Server]:
 async def serve_cluster(args: argparse.Namespace, nodes: int) -> AsyncIterator[Server]:
     """`voicebridge serve --nodes N --balancer`: N nodes behind Kamailio, models preloaded in
     each, Redis on --redis-url under a prefix of its own."""
-    sip_port, http_port, base = free_sip_port(), free_port(), free_port()
+    sip_port, http_port, base = free_port(), free_port(nodes + 1), free_port(nodes + 1)
     prefix = f"bench{secrets.token_hex(4)}"
     with tempfile.TemporaryDirectory(prefix="vb-cluster-") as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEBRIDGE_")}
@@ -232,18 +232,6 @@ async def serve_cluster(args: argparse.Namespace, nodes: int) -> AsyncIterator[S
             if drain is not None:
                 drain.cancel()
             await forget(args.redis_url, prefix)
-
-
-def free_sip_port() -> int:
-    """A port free for both UDP and TCP: the user agent listens on both."""
-    while True:
-        port = free_port(socket.SOCK_STREAM)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            try:
-                udp.bind((HOST, port))
-            except OSError:
-                continue
-        return port
 
 
 async def forget(url: str, prefix: str) -> None:

@@ -112,13 +112,6 @@ def scenario_path(name: str) -> Path:
     return path
 
 
-def free_port(kind: int = socket.SOCK_DGRAM, host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def free_media_port(host: str = "127.0.0.1") -> int:
     """An even port with the three above it free too: SIPp binds its media port and port + 2
     (video), and RTCP conventionally takes each one's odd neighbour. SIPp's own default (6000) is

@@ -1,7 +1,7 @@
 """The user agent core: the `TransactionUser` above the transaction table, which turns new
-INVITEs into `Call`s (within a call limit, refusing all while draining), routes in-dialog
-requests and ACKs to their call, answers OPTIONS and CANCEL, and 481s requests for dialogs it
-does not know.
+INVITEs into `Call`s (within a call limit, refusing all while draining or not yet ready),
+routes in-dialog requests and ACKs to their call, answers OPTIONS and CANCEL, and 481s requests
+for dialogs it does not know.
 
 Trunk security sits in front of the transaction layer (`access`): a request that belongs to a
 live call (in-dialog for one of ours, or a CANCEL of a pending INVITE) always passes, since
@@ -113,6 +113,9 @@ class UserAgent:
         self.media_factory = media_factory
         self.clock = clock or AsyncioClock()
         self.draining = False
+        # Why the node cannot take a call yet (its speech models still loading, or failed to
+        # load), or None. A balancer's OPTIONS probe sees it as 503, as a caller's INVITE does.
+        self.not_ready: str | None = None
         self.port = self.config.port
         self.table = TransactionTable(self._send, self, self.clock)
         self._sender: Callable[[bytes, Peer], None] | None = None
@@ -245,6 +248,16 @@ class UserAgent:
     def full(self) -> bool:
         return len(self._calls) >= self.config.max_calls
 
+    def refusal(self) -> str | None:
+        """Why a new call would be refused with 503 now, or None when one would be taken."""
+        if self.draining:
+            return "draining"
+        if self.not_ready is not None:
+            return self.not_ready
+        if self.full:
+            return f"at capacity ({len(self._calls)} calls)"
+        return None
+
     def drain(self) -> None:
         """Take no new call (503 to INVITE and OPTIONS); live calls go on."""
         self.draining = True
@@ -290,9 +303,9 @@ class UserAgent:
         request = transaction.request
         if self._digest is not None and not self._authenticated(self._digest, transaction):
             return
-        if self.draining or self.full:
+        why = self.refusal()
+        if why is not None:
             self._reply(transaction, 503, (("Retry-After", str(self.config.retry_after)),))
-            why = "draining" if self.draining else f"at capacity ({len(self._calls)} calls)"
             call_log.refused(request.call_id, request.from_addr, request.to_addr, 503, why)
             return
         timer = negotiate_session_timer(request, self.config.call)
@@ -332,7 +345,7 @@ class UserAgent:
         return False
 
     def _options(self, transaction: ServerTransaction) -> None:
-        if self.draining or self.full:
+        if self.refusal() is not None:
             self._reply(transaction, 503, (("Retry-After", str(self.config.retry_after)),))
             return
         self._reply(

@@ -24,8 +24,8 @@ from tests.integration.procs import (
     command,
     environ_of,
     environment,
-    free_port,
 )
+from tests.ports import free_port
 
 KAMAILIO = shutil.which("kamailio") or shutil.which("kamailio", path="/usr/sbin")
 READY_MARK = "voicebridge cluster:"
@@ -37,8 +37,9 @@ class Cluster:
         self.nodes = nodes
         self.prefix = "t" + secrets.token_hex(6)
         self.sip_port = free_port()
-        self.http_port = free_port()
-        base = free_port()
+        # Each node listens on the shared HTTP port and on that port + its index.
+        self.http_port = free_port(nodes + 1)
+        base = free_port(nodes + 1)
         self.env = environment(
             **({"VOICEBRIDGE_REDIS_URL": redis_url} if redis_url else {}),
             VOICEBRIDGE_REDIS_PREFIX=self.prefix,

@@ -19,7 +19,7 @@ from bridge.store import Store
 from bridge.voice_runtime import Models, VoiceRuntime
 from examples.ws_client import VoiceClient
 from media.asr import MoonshineModel
-from tests.sipp import free_port
+from tests.ports import free_port
 
 Client = TestClient[Any, Any]
 

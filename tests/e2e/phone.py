@@ -95,8 +95,16 @@ class _Datagrams(asyncio.DatagramProtocol):
 
 async def refused_with(port: int, user: str, method: str = "INVITE", timeout: float = 10.0) -> int:
     """The final status of a request (an INVITE with an offer, or an OPTIONS) to `user` at the
-    bridge on `port`, sent over UDP, which must refuse it; a refused INVITE is ACKed, as a
-    caller's transaction would (RFC 3261 §17.1.1.3)."""
+    bridge on `port`, sent over UDP, which must refuse it."""
+    status = await final_status(port, user, method, timeout)
+    assert status >= 300, f"the {method} to {user} was answered {status}"
+    return status
+
+
+async def final_status(port: int, user: str, method: str = "OPTIONS", timeout: float = 10.0) -> int:
+    """The final status of a request (an OPTIONS, or an INVITE with an offer) to `user` at the
+    bridge on `port`, sent over UDP. A refused INVITE is ACKed, as a caller's transaction would
+    (RFC 3261 §17.1.1.3); an answered one is not: send INVITEs through `refused_with`."""
     loop = asyncio.get_running_loop()
     transport, protocol = await loop.create_datagram_endpoint(
         _Datagrams, local_addr=("127.0.0.1", 0)
@@ -129,8 +137,7 @@ async def refused_with(port: int, user: str, method: str = "INVITE", timeout: fl
                 status = int(response.split(" ", 2)[1])
                 if status >= 200:
                     break
-        assert status >= 300, f"the {method} to {user} was answered: {response}"
-        if method != "INVITE":
+        if method != "INVITE" or status < 300:
             return status
         to = re.search(r"^To: (.*)$", response, re.MULTILINE | re.IGNORECASE)
         assert to is not None, response

@@ -32,7 +32,7 @@ from tests.e2e.phone import (
     the_conversation,
     write_wav,
 )
-from tests.sipp import free_port
+from tests.ports import free_port
 from tests.unit.media.recordings import librivox, load_wav
 
 BARESIP = shutil.which("baresip")

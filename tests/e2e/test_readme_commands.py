@@ -16,9 +16,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.procs import ServeProcess, environment, free_port, kill_redis_under
+from tests.integration.procs import ServeProcess, environment, kill_redis_under
+from tests.ports import free_port
 from tests.sipp import SIPP
-from tests.sipp import free_port as free_udp_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -63,7 +63,7 @@ async def test_the_first_phone_call_works_as_printed(serve: ServeProcess) -> Non
         block = first_call_block()
         assert "-p 5070" in block and "127.0.0.1:5060" in block
         script = block.replace("127.0.0.1:5060", f"127.0.0.1:{serve.env['VOICEBRIDGE_SIP_PORT']}")
-        script = script.replace("-p 5070", f"-p {free_udp_port()}")
+        script = script.replace("-p 5070", f"-p {free_port()}")
         shell_env = {
             **os.environ,
             "VB": serve.base_url,

@@ -18,7 +18,8 @@ import aiohttp
 import pytest
 
 from tests.e2e.phone import GREETING, NUMBER, refused_with
-from tests.integration.procs import ServeProcess, environment, free_port, kill_redis_under
+from tests.integration.procs import ServeProcess, environment, kill_redis_under
+from tests.ports import free_port
 from tests.sipp import SIPP, SippOptions, scenario_path, start_sipp
 
 pytestmark = pytest.mark.skipif(

@@ -18,8 +18,9 @@ import pytest
 from bridge.redis_client import connect
 from bridge.store import Store
 from examples.ws_client import VoiceClient
-from tests.e2e.phone import NUMBER, refused_with
-from tests.integration.procs import ServeProcess, environment, free_port, kill_redis_under
+from tests.e2e.phone import NUMBER, final_status, refused_with
+from tests.integration.procs import ServeProcess, environment, kill_redis_under
+from tests.ports import free_port
 from tests.sipp import SIPP
 
 Launch = Callable[..., Awaitable[ServeProcess]]
@@ -59,18 +60,27 @@ async def readiness(http: aiohttp.ClientSession, serve: ServeProcess) -> tuple[i
 
 
 async def test_not_ready_until_the_models_are_loaded(launch: Launch) -> None:
+    """SIP follows /readyz: while the models load, OPTIONS (a balancer's probe) and INVITE are
+    answered 503, so Kamailio skips the node and a caller is not answered into silence."""
     serve = await launch(VOICEBRIDGE_PRELOAD_MODELS="true")
+    sip_port = int(serve.env["VOICEBRIDGE_SIP_PORT"])
     seen = []
     async with aiohttp.ClientSession() as http:
+        invite = await refused_with(sip_port, NUMBER)
         deadline = time.monotonic() + 180
         while True:
+            # Asked before /readyz: a 503 there means the models were not loaded at the probe.
+            probe = await final_status(sip_port, NUMBER, "OPTIONS")
             status, body = await readiness(http, serve)
-            seen.append((status, body["models"]))
+            seen.append((status, body["models"], probe))
             if status == 200:
                 break
             assert time.monotonic() < deadline, seen
             await asyncio.sleep(0.1)
+        assert await final_status(sip_port, NUMBER, "OPTIONS") == 200
     assert seen[0][0] == 503 and seen[0][1] in ("not_loaded", "loading"), seen
+    assert invite == 503
+    assert all(probe == 503 for status, _models, probe in seen if status == 503), seen
     assert body["models"] == "ok"
     assert body["voices"] == {"male": "ok", "female": "ok"}
     await asyncio.sleep(0.5)

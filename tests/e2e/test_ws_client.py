@@ -20,7 +20,8 @@ import pytest
 
 from media.resample import resample
 from media.wer import word_error_rate
-from tests.integration.procs import ServeProcess, environment, free_port, kill_redis_under
+from tests.integration.procs import ServeProcess, environment, kill_redis_under
+from tests.ports import free_port
 from tests.unit.media.recordings import librivox, load_wav
 
 ROOT = Path(__file__).resolve().parents[2]

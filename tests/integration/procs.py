@@ -14,6 +14,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from tests.ports import free_port
+
 VOICEBRIDGE = Path(sys.executable).with_name("voicebridge")
 KEY_PATTERN = re.compile(r"\bvbk_[0-9a-f]{12}_[A-Za-z0-9_-]+")
 
@@ -46,13 +48,6 @@ def run_cli(
         stdin=subprocess.DEVNULL,
         check=False,
     )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _stat(pid: int | str) -> tuple[str, int] | None:

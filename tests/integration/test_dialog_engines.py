@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +19,7 @@ from bridge.dialog.base import Act, DialogContext, ReplyPart, Say
 from bridge.dialog.factory import context_for, engine_for
 from bridge.models import Agent, Conversation
 from bridge.signing import hex_signature
+from tests.ports import free_port
 
 ERROR_LINE = "Sorry, I'm having a little trouble. Could you say that again?"
 HANDOFF_LINE = "Let me transfer you to a colleague. One moment, please."
@@ -178,13 +178,6 @@ async def run(
             first = loop.time() - started
         received.append(part)
     return Run(received, errors, first)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # -- OpenAI-compatible ---------------------------------------------------------------------------

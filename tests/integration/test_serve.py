@@ -21,11 +21,11 @@ from tests.integration.procs import (
     alive,
     children_named,
     environment,
-    free_port,
     kill_redis_under,
     run_cli,
     socket_answers,
 )
+from tests.ports import free_port
 
 # SIGTERM to exit: the HTTP server closes, the embedded Redis flushes its AOF and stops.
 PROMPT_EXIT = 5.0

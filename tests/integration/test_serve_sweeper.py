@@ -15,7 +15,8 @@ import aiohttp
 import pytest
 
 from bridge.redis_client import connect
-from tests.integration.procs import ServeProcess, environment, free_port, kill_redis_under
+from tests.integration.procs import ServeProcess, environment, kill_redis_under
+from tests.ports import free_port
 
 Launch = Callable[..., ServeProcess]
 

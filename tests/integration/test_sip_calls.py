@@ -24,11 +24,11 @@ from bridge.sip.message import Request
 from bridge.sip.offer_answer import NegotiatedMedia
 from bridge.sip.uri import NameAddr, SipUri
 from bridge.sip.useragent import UserAgent, UserAgentConfig
+from tests.ports import free_port
 from tests.sipp import (
     SIPP,
     SippOptions,
     SippResult,
-    free_port,
     run_sipp,
     scenario_path,
     wav_to_pcap,

@@ -59,7 +59,8 @@ from bridge.sip.transport import SipTransport
 from bridge.sip.uri import NameAddr, SipUri
 from bridge.sip.useragent import UserAgent, UserAgentConfig
 from bridge.sip.validate import Drop, check
-from tests.sipp import SIPP, SippOptions, free_port, run_sipp, scenario_path, start_sipp
+from tests.ports import free_port
+from tests.sipp import SIPP, SippOptions, run_sipp, scenario_path, start_sipp
 from tests.unit.sip.test_torture import DATA, DECISIONS, INDEX
 
 pytestmark = pytest.mark.skipif(

@@ -16,6 +16,7 @@ import pytest
 
 from media.g711 import alaw_decode, ulaw_decode
 from media.resample import resample
+from tests.ports import free_port
 from tests.sipp import (
     EXIT_ALL_SUCCEEDED,
     EXIT_SOME_FAILED,
@@ -24,7 +25,6 @@ from tests.sipp import (
     RtpReceived,
     SippOptions,
     dtmf_to_pcap,
-    free_port,
     parse_rtp,
     run_sipp,
     scenario_path,

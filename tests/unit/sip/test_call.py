@@ -326,6 +326,22 @@ async def test_options_and_limits() -> None:
     assert [r.status for r in h2.responses()] == [503]
 
 
+async def test_a_node_not_ready_refuses_probes_and_calls_until_it_is() -> None:
+    h = Harness(Handler())
+    h.ua.not_ready = "speech models loading"
+    h.send(h.request("OPTIONS", in_dialog=False))
+    assert [(r.status, r.headers.get("Retry-After")) for r in h.responses()] == [(503, "30")]
+    h.send(h.request("INVITE", body=offer(), cseq=1, branch="i1", in_dialog=False))
+    await settle()
+    assert [r.status for r in h.responses()] == [100, 503]
+    assert h.ua.calls == []
+    h.ua.not_ready = None
+    h.send(h.request("OPTIONS", in_dialog=False, branch="o2"))
+    assert [r.status for r in h.responses()] == [200]
+    await h.establish()
+    assert len(h.ua.calls) == 1
+
+
 async def test_reinvite_hold_resume_and_pending_offer() -> None:
     h = Harness(Handler())
     await h.establish()

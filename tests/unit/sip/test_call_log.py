@@ -87,10 +87,15 @@ async def test_calls_refused_by_the_user_agent_say_why(caplog: pytest.LogCapture
     await draining.invite()
     short = Harness(Handler())
     await short.invite("Session-Expires: 30", "Supported: timer")
+    loading = Harness(Handler())
+    loading.ua.not_ready = "speech models loading"
+    await loading.invite()
     assert lines(caplog)[1:] == [
         "call call-2 from sip:alice@127.0.0.1 to sip:bot@127.0.0.1 refused: "
         "503 at capacity (1 calls)",
         "call call-1 from sip:alice@127.0.0.1 to sip:bot@127.0.0.1 refused: 503 draining",
         "call call-1 from sip:alice@127.0.0.1 to sip:bot@127.0.0.1 refused: "
         "422 session interval below our minimum of 90 s",
+        "call call-1 from sip:alice@127.0.0.1 to sip:bot@127.0.0.1 refused: "
+        "503 speech models loading",
     ]
