@@ -49,6 +49,8 @@ import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from bridge import clock
 from bridge.redis_client import connect
 from bridge.store import Store

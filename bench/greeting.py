@@ -28,12 +28,11 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 
-from tests.ports import free_port
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.pipeline import load_average, percentile, say, serve
 from media.g711 import ulaw_decode
+from tests.ports import free_port
 
 NUMBER = "+15550100"
 GREETING = "Hello! Thanks for calling. How can I help you today?"

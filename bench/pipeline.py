@@ -48,13 +48,12 @@ import aiohttp
 import numpy as np
 from aiohttp import web
 
-from tests.ports import free_port
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from examples.ws_client import Samples, VoiceClient
 from media.resample import resample
 from media.wer import edit_distance, words
+from tests.ports import free_port
 from tests.unit.media.recordings import librivox, load_wav
 
 KEY_LINE = re.compile(r"bootstrap API key.*?(vbk_[0-9a-f]{12}_[A-Za-z0-9_-]+)")

@@ -3,10 +3,10 @@
 A port the kernel hands out for binding port 0 comes from its ephemeral range, the same range it
 takes client connections' source ports from. Between choosing such a port and the listener
 binding it, any HTTP or Redis connection of the test run could take it (CI saw exactly that: the
-user agent's TCP listener failed with EADDRINUSE). These ports come from below that range instead,
-above the bridge's default RTP range, handed out in turn so one run never gives the same port
-twice before wrapping round; each is checked free for both UDP and TCP, as the SIP user agent
-listens on both.
+user agent's TCP listener failed with EADDRINUSE). These ports come from below that range
+instead, above the bridge's default RTP range (20000-29999) and the benchmarks' (30000-31999),
+handed out in turn so one run never gives the same port twice before wrapping round; each is
+checked free for both UDP and TCP, as the SIP user agent listens on both.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-LOWEST = 30000
+LOWEST = 32000
 
 
 def _highest() -> int:
