@@ -37,7 +37,10 @@ def create_app(
     metrics = metrics or ApiMetrics()
     owns_runtime = runtime is None
     voice = VoiceService(
-        settings, store, runtime or VoiceRuntime(metrics.registry), owns_runtime=owns_runtime
+        settings,
+        store,
+        runtime or VoiceRuntime(metrics.registry, settings.inference_workers),
+        owns_runtime=owns_runtime,
     )
     app[STATE] = AppState(settings=settings, store=store, metrics=metrics, voice=voice)
     for module in (system, openapi, agents, conversations, webhooks, ws):

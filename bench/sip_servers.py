@@ -27,6 +27,8 @@ from tests.ports import free_port
 HOST = "127.0.0.1"
 # Above tests/ports.py's range: a benchmark may run beside a test suite.
 RTP_PORTS = (30_000, 31_999)
+PROBE_S = 2
+"""Kamailio's OPTIONS probe interval (the default, VOICEBRIDGE_CLUSTER_PROBE_INTERVAL)."""
 
 
 @dataclass
@@ -103,6 +105,7 @@ async def serve_cluster(
             "VOICEBRIDGE_HTTP_HOST": HOST, "VOICEBRIDGE_HTTP_PORT": str(http_port),
             "VOICEBRIDGE_SIP_HOST": HOST, "VOICEBRIDGE_SIP_PORT": str(sip_port),
             "VOICEBRIDGE_CLUSTER_PORT_BASE": str(base),
+            "VOICEBRIDGE_CLUSTER_PROBE_INTERVAL": str(PROBE_S),
             "VOICEBRIDGE_RTP_PORT_MIN": str(RTP_PORTS[0]),
             "VOICEBRIDGE_RTP_PORT_MAX": str(RTP_PORTS[1]),
             "VOICEBRIDGE_SIP_MAX_CALLS": str(max_calls),
@@ -143,6 +146,9 @@ async def serve_cluster(
                         if time.monotonic() > deadline:
                             raise SystemExit(f"{url}: not ready in {startup_timeout:g} s")
                         await asyncio.sleep(0.5)
+            # A node answers Kamailio's probes 503 until its models are loaded; Kamailio takes it
+            # back at its first probe after that.
+            await asyncio.sleep(PROBE_S + 1)
             spawned = children(process.pid)
             node_pids = sorted(
                 (environ_of(pid).get("VOICEBRIDGE_NODE_ID", ""), pid)

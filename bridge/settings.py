@@ -201,6 +201,12 @@ class Settings(BaseSettings):
     preload_models: bool = Field(
         True, description="Load the speech models at start rather than on the first call."
     )
+    inference_workers: int | None = Field(
+        None,
+        ge=1,
+        description="Threads that run speech models; unset: the CPU count. `serve --nodes N` "
+        "gives each node its share.",
+    )
     cluster_port_base: int = Field(
         5100,
         ge=1024,

@@ -12,6 +12,7 @@ supervisor turns a plan into processes.
   http_port + i, where its own /metrics and /readyz are.
 - Rate limiting and the source rules move to Kamailio, which sees the callers; nodes see only
   Kamailio.
+- The cores are shared too: each node runs its share of the speech model threads.
 """
 
 from __future__ import annotations
@@ -81,7 +82,10 @@ def _listen(proto: str, settings: Settings) -> str:
     return listen
 
 
-def plan(settings: Settings, count: int, run_dir: Path, redis_url: str) -> ClusterPlan:
+def plan(
+    settings: Settings, count: int, run_dir: Path, redis_url: str, *, cpus: int
+) -> ClusterPlan:
+    """`cpus`: the box's CPU count, which VOICEBRIDGE_INFERENCE_WORKERS defaults to."""
     if count < 1:
         raise PlanError("--nodes must be at least 1")
     ports = settings.rtp_port_max - settings.rtp_port_min + 1
@@ -104,6 +108,9 @@ def plan(settings: Settings, count: int, run_dir: Path, redis_url: str) -> Clust
     box = _box_address(settings)
     balancer_sources = ",".join(["127.0.0.0/8", "::1/128", *([box] if box != LOOPBACK else [])])
     media_advertised = settings.rtp_advertised_host or _box_address(settings)
+    # The nodes share the box's cores: each running a pool the size of all of them would put
+    # twice as many model threads as cores in a two-node box, and every turn would wait on it.
+    workers = max(1, (settings.inference_workers or cpus) // count)
     nodes = []
     for index in range(1, count + 1):
         low = settings.rtp_port_min + (index - 1) * share
@@ -121,6 +128,7 @@ def plan(settings: Settings, count: int, run_dir: Path, redis_url: str) -> Clust
             "VOICEBRIDGE_RTP_PORT_MAX": str(high),
             "VOICEBRIDGE_HTTP_REUSE_PORT": "true",
             "VOICEBRIDGE_HTTP_NODE_PORT": str(settings.http_port + index),
+            "VOICEBRIDGE_INFERENCE_WORKERS": str(workers),
             # Kamailio sees the callers and applies these; nodes see only Kamailio.
             "VOICEBRIDGE_SIP_RATE_LIMIT": "0",
             "VOICEBRIDGE_SIP_ALLOWED_NETWORKS": balancer_sources,

@@ -293,7 +293,7 @@ async def run(settings: Settings, count: int, command: Sequence[str]) -> None:
     children: list[Child] = []
     keepers: list[asyncio.Task[None]] = []
     try:
-        cluster = plan(settings, count, run_dir, redis_url)
+        cluster = plan(settings, count, run_dir, redis_url, cpus=os.cpu_count() or 1)
         cluster.nodes_file.write_text(cluster.dispatcher_list())
         balancer_env = dict(os.environ) | cluster.balancer_environment
         await check_kamailio_config(binary, balancer_env)

@@ -271,3 +271,38 @@ async def test_calls_on_every_node_outlive_a_redis_restart_and_are_recorded_afte
     finally:
         await running.kill()
         (tmp_path / "cluster.log").write_text("\n".join(running.lines) + "\n")
+
+
+async def test_three_nodes_share_the_calls_and_the_rest_share_them_when_one_drains(
+    tmp_path: Path,
+) -> None:
+    running = Cluster(tmp_path, None, 3)
+    await running.start()
+    try:
+        await support_line(running)
+        one, two, three = (running.node_id(i) for i in (1, 2, 3))
+        async with aiohttp.ClientSession() as http:
+            first = await calls(running, tmp_path / "first", 6, 1)
+            result = await first.wait(90)
+            assert result.successful_calls == 6, (result.errors, result.screen)
+            assert await running.by_node(http) == {one: 2, two: 2, three: 2}
+            await until("the first calls' conversations end", lambda: _all_ended(running, http))
+
+            running.kill_child("node-2", signal.SIGTERM)
+
+            async def gone() -> bool:
+                nodes = (await running.get(http, "/v1/nodes"))["data"]
+                return two not in {n["node_id"] for n in nodes if n["state"] == "ready"}
+
+            await until("node 2 no longer ready in GET /v1/nodes", gone, timeout=10)
+            # Kamailio's next probe of node 2 finds it gone (VOICEBRIDGE_CLUSTER_PROBE_INTERVAL).
+            await asyncio.sleep(3)
+            second = await calls(running, tmp_path / "second", 4, 1)
+            result = await second.wait(90)
+            assert result.successful_calls == 4, (result.errors, result.screen)
+            spread = await running.by_node(http)
+            assert spread[two] == 2 and spread[one] + spread[three] == 8, spread
+            assert min(spread[one], spread[three]) >= 3, f"not shared: {spread}"
+    finally:
+        await running.kill()
+        (tmp_path / "cluster.log").write_text("\n".join(running.lines) + "\n")

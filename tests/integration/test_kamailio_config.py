@@ -28,14 +28,14 @@ async def test_kamailio_takes_the_configuration_of_each_shape(
     tmp_path: Path, values: dict[str, object]
 ) -> None:
     assert KAMAILIO is not None
-    made = plan(Settings(node_id="box", **values), 2, tmp_path, "redis://r")  # type: ignore[arg-type]
+    made = plan(Settings(node_id="box", **values), 2, tmp_path, "redis://r", cpus=2)  # type: ignore[arg-type]
     made.nodes_file.write_text(made.dispatcher_list())
     await check_kamailio_config(KAMAILIO, dict(os.environ) | made.balancer_environment)
 
 
 async def test_a_configuration_kamailio_refuses_fails_with_its_reason(tmp_path: Path) -> None:
     assert KAMAILIO is not None
-    made = plan(Settings(node_id="box"), 2, tmp_path, "redis://r")
+    made = plan(Settings(node_id="box"), 2, tmp_path, "redis://r", cpus=2)
     env = dict(os.environ) | made.balancer_environment | {"VOICEBRIDGE_BALANCER_LISTEN": "udp:"}
     with pytest.raises(ClusterError, match="Kamailio refuses its configuration"):
         await check_kamailio_config(KAMAILIO, env)

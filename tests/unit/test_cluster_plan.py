@@ -16,7 +16,7 @@ def settings(**values: object) -> Settings:
 
 
 def test_nodes_get_loopback_sip_their_own_ports_and_a_share_of_rtp(tmp_path: Path) -> None:
-    made = plan(settings(rtp_port_min=20000, rtp_port_max=29999), 3, tmp_path, "redis://r")
+    made = plan(settings(rtp_port_min=20000, rtp_port_max=29999), 3, tmp_path, "redis://r", cpus=2)
     assert [n.node_id for n in made.nodes] == ["box-1", "box-2", "box-3"]
     assert [n.sip_port for n in made.nodes] == [5101, 5102, 5103]
     assert [n.http_port for n in made.nodes] == [8081, 8082, 8083]
@@ -39,7 +39,7 @@ def test_nodes_get_loopback_sip_their_own_ports_and_a_share_of_rtp(tmp_path: Pat
 
 
 def test_callers_are_told_the_boxs_address_for_media_and_record_route(tmp_path: Path) -> None:
-    made = plan(settings(sip_advertised_host="203.0.113.5"), 2, tmp_path, "redis://r")
+    made = plan(settings(sip_advertised_host="203.0.113.5"), 2, tmp_path, "redis://r", cpus=2)
     env = made.balancer_environment
     assert env["VOICEBRIDGE_BALANCER_LISTEN"] == "udp:0.0.0.0:5060 advertise 203.0.113.5:5060"
     assert env["VOICEBRIDGE_BALANCER_LISTEN_TCP"] == "tcp:0.0.0.0:5060 advertise 203.0.113.5:5060"
@@ -63,6 +63,7 @@ def test_kamailio_applies_the_source_rules_and_rate_the_nodes_no_longer_see(
         2,
         tmp_path,
         "redis://r",
+        cpus=2,
     )
     env = made.balancer_environment
     assert env["VOICEBRIDGE_BALANCER_ALLOWED"] == "10.0.0.0/8,192.168.1.0/24"
@@ -71,7 +72,7 @@ def test_kamailio_applies_the_source_rules_and_rate_the_nodes_no_longer_see(
     assert env["VOICEBRIDGE_BALANCER_PROBE_S"] == "3"
     assert env["VOICEBRIDGE_BALANCER_FAILOVER_MS"] == "500"
     assert env["VOICEBRIDGE_BALANCER_NODES"] == str(tmp_path / "dispatcher.list")
-    unlimited = plan(settings(sip_rate_limit=0), 2, tmp_path, "redis://r")
+    unlimited = plan(settings(sip_rate_limit=0), 2, tmp_path, "redis://r", cpus=2)
     assert unlimited.balancer_environment["VOICEBRIDGE_BALANCER_RATE"] == "0"
 
 
@@ -88,4 +89,16 @@ def test_impossible_plans_name_the_setting(
     tmp_path: Path, values: dict[str, object], count: int, names: str
 ) -> None:
     with pytest.raises(PlanError, match=names.replace("(", r"\(").replace(")", r"\)")):
-        plan(settings(**values), count, tmp_path, "redis://r")
+        plan(settings(**values), count, tmp_path, "redis://r", cpus=2)
+
+
+def test_the_nodes_share_the_cores_for_model_inference(tmp_path: Path) -> None:
+    def workers(count: int, cpus: int, **values: object) -> list[str]:
+        made = plan(settings(**values), count, tmp_path, "redis://r", cpus=cpus)
+        return [n.environment["VOICEBRIDGE_INFERENCE_WORKERS"] for n in made.nodes]
+
+    assert workers(2, 2) == ["1", "1"]
+    assert workers(1, 2) == ["2"]
+    assert workers(2, 8) == ["4", "4"]
+    assert workers(3, 2) == ["1", "1", "1"]
+    assert workers(2, 2, inference_workers=6) == ["3", "3"]
