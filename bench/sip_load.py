@@ -4,17 +4,18 @@ Three phases, each against one server process (REST API, SIP user agent and RTP 
 loop, Redis on --redis-url under a key prefix of its own, deleted afterwards):
 
 - media: N concurrent calls (50, 100, 150, 200), SIPp playing PCMU RTP into each for the whole
-  call while the bridge sends its side back. The agent cannot be made silent by configuration
-  (it always greets and answers every turn it hears), so the caller plays quiet noise (-55 dBFS,
-  every frame different, so nothing takes the digital-silence shortcut) that the VAD never takes
-  for speech: after a one-word greeting the agent sends silence, the caller's audio goes through
-  RTP, the jitter buffer, µ-law decoding, 8 -> 16 kHz and the session's VAD every 20 ms.
-  Measured over a window while all N calls are up: the bridge's RTP send lateness (its
-  `voicebridge_rtp_send_lateness_seconds` on /metrics), CPU and RSS of
-  the server per call, and SIPp's failed calls.
-- setup: call setup rate, SIPp's built-in `uac` scenario (INVITE, 200, ACK, BYE at once) at
-  rising `-r` for --setup-seconds each until a step has a failed or missing call or takes more
-  than 10 % (+1 s) longer than it should (the answers fell behind the rate); the same
+  call while the bridge sends its side back, to a listen agent (dialog engine "listen": it
+  never speaks, and nothing runs on what it hears): RTP, the jitter buffer, µ-law decoding and
+  8 -> 16 kHz every 20 ms. The caller plays quiet noise (-55 dBFS, every frame different, so
+  nothing takes the digital-silence shortcut). With --media-agent builtin the calls go to the
+  built-in agent instead, as before the listen agent existed: a one-word greeting, then the
+  caller's noise also goes through the session's VAD. Measured over a window while all N calls
+  are up: the bridge's RTP send lateness (its `voicebridge_rtp_send_lateness_seconds` on
+  /metrics), CPU and RSS of the server per call, and SIPp's failed calls.
+- setup: call setup rate (to the same agent as media), SIPp's built-in `uac` scenario (INVITE,
+  200, ACK, BYE at once) at rising `-r` for --setup-seconds each until a step has a failed or
+  missing call or takes more than 10 % (+1 s) longer than it should (the answers fell behind
+  the rate); the same
   steps against SIPp's built-in `uas` on the same machine give the ceiling, and ours is reported
   as a share of it.
 - talking: N concurrent calls (1, 2, 4, 6, 8) that talk: each plays the five LibriVox recordings
@@ -70,6 +71,10 @@ from tests.sipp import (
 from tests.unit.media.recordings import LIBRIVOX
 
 NUMBER = "1000"
+"""The built-in agent: it greets and answers every turn (the talking phase)."""
+LISTENER = "2000"
+"""A listen agent: it never speaks, nothing runs on what it hears (media and setup phases,
+unless --media-agent builtin)."""
 LATENESS = "voicebridge_rtp_send_lateness_seconds"
 VOICE_TO_VOICE = "voicebridge_voice_to_voice_seconds"
 SESSIONS = "voicebridge_voice_sessions"
@@ -82,18 +87,24 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-async def create_agent(http: aiohttp.ClientSession, server: Server) -> None:
-    body = {
+async def create_agents(http: aiohttp.ClientSession, server: Server) -> None:
+    talker = {
         "name": "sip load",
-        # Short, and cached after the first call: the greeting is the only thing a media-only
-        # call's agent says.
+        # Short, and cached after the first call: with --media-agent builtin, the greeting is
+        # the only thing a media call's agent says.
         "custom_responses": {"greeting": "Hi."},
         "phone_numbers": [NUMBER],
     }
+    listener = {
+        "name": "sip load listener",
+        "dialog_engine": {"type": "listen"},
+        "phone_numbers": [LISTENER],
+    }
     headers = {"Authorization": f"Bearer {server.key}"}
-    async with http.post(f"{server.api}/v1/agents", json=body, headers=headers) as response:
-        if response.status != 201:
-            raise SystemExit(f"creating the agent: {response.status} {await response.text()}")
+    for body in (talker, listener):
+        async with http.post(f"{server.api}/v1/agents", json=body, headers=headers) as response:
+            if response.status != 201:
+                raise SystemExit(f"creating an agent: {response.status} {await response.text()}")
 
 
 async def scrape(http: aiohttp.ClientSession, server: Server, name: str) -> tuple[Histogram, float]:
@@ -226,7 +237,7 @@ async def media_phase(
                 scenario_path("load_call"),
                 remote=f"{HOST}:{server.sip_port}",
                 media_port=media_port(),
-                service=NUMBER,
+                service=args.media_number,
                 rate=args.ramp_rate,
                 call_limit=calls,
                 calls=calls,
@@ -318,7 +329,7 @@ async def setup_steps(
                 scenario,
                 remote=remote,
                 media_port=media_port(),
-                service=NUMBER,
+                service=args.media_number,
                 rate=rate,
                 calls=calls,
                 call_limit=max(50, round(rate * 2)),
@@ -466,6 +477,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--talking", type=int, nargs="+", help="talking: calls at once")
     parser.add_argument("--gap", type=float, default=5.0, help="talking: s after each utterance")
     parser.add_argument("--stagger", type=float, default=3.0, help="talking: call starts spread")
+    parser.add_argument(
+        "--media-agent",
+        choices=["listen", "builtin"],
+        default="listen",
+        help="media and setup: the agent called (builtin: greets 'Hi.', VAD on the caller's "
+        "noise, as measured before the listen agent existed)",
+    )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--startup-timeout", type=float, default=180.0)
     parser.add_argument("--json", type=Path, help="write every figure here")
@@ -488,6 +506,7 @@ def parse_args() -> argparse.Namespace:
     )
     args.setup_seconds = args.setup_seconds or (3.0 if quick else 10.0)
     args.talking = args.talking or ([1, 2] if quick else [1, 2, 4, 6, 8])
+    args.media_number = LISTENER if args.media_agent == "listen" else NUMBER
     return args
 
 
@@ -506,12 +525,13 @@ async def run_phases(
     args: argparse.Namespace, http: aiohttp.ClientSession, server: Server, workdir: Path
 ) -> dict[str, Any]:
     figures: dict[str, Any] = {}
-    await create_agent(http, server)
+    await create_agents(http, server)
     say(f"server pids {server.pids}, RSS {server.rss():.0f} MB with models loaded")
     if "media" in args.phases:
+        agent = "a listen agent" if args.media_agent == "listen" else "agent silent after 'Hi.'"
         say(
-            f"\nmedia-only calls (PCMU, caller plays -55 dBFS noise, agent silent after "
-            f"'Hi.'), {args.window:g} s measured per step:"
+            f"\nmedia-only calls (PCMU, caller plays -55 dBFS noise, {agent}), "
+            f"{args.window:g} s measured per step:"
         )
         figures["media"] = [asdict(r) for r in await media_phase(args, http, server, workdir)]
     if "setup" in args.phases:

@@ -187,8 +187,21 @@ class WebhookEngineConfig(Record):
     )
 
 
+class ListenEngineConfig(Record):
+    """A line that only listens: no greeting, no reply, ever. The call's audio is recorded when
+    recording is on; with `transcribe`, what the caller says is stored as messages."""
+
+    type: Literal["listen"]
+    transcribe: bool = Field(
+        False,
+        description="Recognize the caller's speech into user messages (and transcript events). "
+        "Off: no speech detection or recognition runs at all, the call is media only.",
+    )
+
+
 DialogEngineConfig = Annotated[
-    BuiltinEngineConfig | OpenAIEngineConfig | WebhookEngineConfig, Field(discriminator="type")
+    BuiltinEngineConfig | OpenAIEngineConfig | WebhookEngineConfig | ListenEngineConfig,
+    Field(discriminator="type"),
 ]
 
 

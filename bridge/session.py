@@ -24,7 +24,14 @@ from typing import Any, Protocol
 
 from bridge import conversation_metrics, events, lifecycle, recordings
 from bridge.dialog.base import Act, DialogContext, DialogEngine, ReplyPart, Say
-from bridge.models import Agent, Conversation, ConversationStatus, Message, MessageType
+from bridge.models import (
+    Agent,
+    Conversation,
+    ConversationStatus,
+    ListenEngineConfig,
+    Message,
+    MessageType,
+)
 from bridge.store import Conflict, NotFound, Store, StoreError
 from bridge.store_writer import StoreWriter
 from bridge.voice_runtime import Models, VoiceRuntime
@@ -125,6 +132,9 @@ class Session:
             self.config.recognizer,
         )
         self._barge = BargeIn(self.config.barge_in)
+        engine_config = agent.dialog_engine
+        # A listen line that does not transcribe is media only: nothing runs on what it hears.
+        self._hears = not isinstance(engine_config, ListenEngineConfig) or engine_config.transcribe
         self._playout = Playout()
         self._recorder = Recorder(recording_path) if recording_path is not None else None
         self._writer = StoreWriter(f"session {self.id}", self._on_refused)
@@ -176,6 +186,8 @@ class Session:
         self._stream_ms += FRAME_MS
         if self._recorder is not None:
             self._recorder.caller(frame, at_ms)
+        if not self._hears:
+            return
         segment_events = self._vad.push(frame)
         now = time.perf_counter()
         for event in segment_events:

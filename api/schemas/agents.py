@@ -24,6 +24,7 @@ from bridge.models import (
     AgentStatus,
     BuiltinEngineConfig,
     Intent,
+    ListenEngineConfig,
     OpenAIEngineConfig,
     VoiceType,
     WebhookEngineConfig,
@@ -180,7 +181,8 @@ class WebhookEngineInput(_KeepsStoredSecret, WebhookEngineConfig):
 
 Intents = Annotated[list[Intent], Field(max_length=100)]
 DialogEngineInput = Annotated[
-    BuiltinEngineConfig | OpenAIEngineInput | WebhookEngineInput, Field(discriminator="type")
+    BuiltinEngineConfig | OpenAIEngineInput | WebhookEngineInput | ListenEngineConfig,
+    Field(discriminator="type"),
 ]
 INTENTS_DESCRIPTION = (
     "What the built-in engine answers: a turn containing one of an intent's phrases (or most "
@@ -202,7 +204,8 @@ RECORD_PHONE_CALLS_DESCRIPTION = (
 )
 ENGINE_DESCRIPTION = (
     "What writes the agent's replies: builtin (the default), openai (a model behind an "
-    "OpenAI-compatible API) or webhook (your own service)."
+    "OpenAI-compatible API), webhook (your own service), or listen (none: a line that only "
+    "listens, records when recording is on, and transcribes if asked)."
 )
 
 

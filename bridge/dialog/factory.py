@@ -8,6 +8,7 @@ import aiohttp
 from bridge.dialog.base import DialogContext, DialogEngine
 from bridge.dialog.builtin import BuiltinEngine
 from bridge.dialog.guarded import GuardedEngine, OnError
+from bridge.dialog.listen import ListenEngine
 from bridge.dialog.openai_compat import OpenAIEngine
 from bridge.dialog.webhook_engine import WebhookEngine
 from bridge.models import Agent, Conversation, OpenAIEngineConfig
@@ -23,6 +24,8 @@ def engine_for(agent: Agent, http: aiohttp.ClientSession, on_error: OnError) -> 
     config = agent.dialog_engine
     if config.type == "builtin":
         return BuiltinEngine()
+    if config.type == "listen":
+        return ListenEngine()
     engine: DialogEngine = (
         OpenAIEngine(config, http)
         if isinstance(config, OpenAIEngineConfig)

@@ -136,3 +136,23 @@ async def test_the_agent_chooses_and_null_follows_the_server_default(
     else:
         assert status == 404
         assert b'"recording_disabled"' in body
+
+
+async def test_a_listen_line_records_the_caller_and_never_speaks(
+    voice_client: Client, start_user_agent: StartUserAgent, auth: dict[str, str], tmp_path: Path
+) -> None:
+    ua = await start_user_agent()
+    await make_agent(voice_client, auth, record_phone_calls=True, dialog_engine={"type": "listen"})
+    _name, path, _reference = librivox()[0]
+    human, rate = load_wav(path)
+    human = resample(human, rate, RATE)
+    conversation = await _call(voice_client, auth, ua.port, tmp_path, human)
+    assert (conversation["status"], conversation["end_reason"]) == ("completed", "caller_hangup")
+    assert conversation["messages"] == []
+
+    status, body = await _recording(voice_client, auth, conversation["conversation_id"])
+    assert status == 200
+    left, right = _channels(body)
+    speech_s = human.size / RATE
+    assert _rms(left, 0.5, speech_s - 0.5) > 300
+    assert float(np.abs(right).max()) == 0.0
