@@ -162,9 +162,11 @@ class Server:
 
 @contextlib.asynccontextmanager
 async def serve(
-    startup_timeout: float, settings: dict[str, str] | None = None
+    startup_timeout: float, settings: dict[str, str] | None = None, profile: Path | None = None
 ) -> AsyncIterator[Server]:
-    """`voicebridge serve` with the models loaded; `settings` adds VOICEBRIDGE_* variables."""
+    """`voicebridge serve` with the models loaded; `settings` adds VOICEBRIDGE_* variables.
+    With `profile` (an absolute path), the server runs under cProfile and writes its statistics
+    there on exit."""
     with tempfile.TemporaryDirectory(prefix="vb-pipe-") as tmp:
         port, errors = free_port(), Path(tmp) / "stderr.txt"
         env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEBRIDGE_")}
@@ -177,6 +179,16 @@ async def serve(
         env |= settings or {}
         voicebridge = Path(sys.executable).with_name("voicebridge")
         command = [str(voicebridge)] if voicebridge.is_file() else [sys.executable, "-m", "api.cli"]
+        if profile is not None:
+            command = [
+                sys.executable,
+                "-m",
+                "cProfile",
+                "-o",
+                str(profile),
+                "-m",
+                "api.cli",
+            ]
         with errors.open("wb") as err:
             process = await asyncio.create_subprocess_exec(
                 *command, "serve", env=env, cwd=tmp, stdin=asyncio.subprocess.DEVNULL,

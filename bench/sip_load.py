@@ -484,6 +484,11 @@ def parse_args() -> argparse.Namespace:
         help="media and setup: the agent called (builtin: greets 'Hi.', VAD on the caller's "
         "noise, as measured before the listen agent existed)",
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="run the server (one node) under cProfile and write its statistics here",
+    )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--startup-timeout", type=float, default=180.0)
     parser.add_argument("--json", type=Path, help="write every figure here")
@@ -507,6 +512,8 @@ def parse_args() -> argparse.Namespace:
     args.setup_seconds = args.setup_seconds or (3.0 if quick else 10.0)
     args.talking = args.talking or ([1, 2] if quick else [1, 2, 4, 6, 8])
     args.media_number = LISTENER if args.media_agent == "listen" else NUMBER
+    # The server runs in a directory of its own.
+    args.profile = args.profile.resolve() if args.profile else None
     return args
 
 
@@ -612,7 +619,9 @@ async def main() -> None:
             side_by_side(runs)
         else:
             async with (
-                serve(args.redis_url, max_calls(args), args.startup_timeout) as server,
+                serve(
+                    args.redis_url, max_calls(args), args.startup_timeout, args.profile
+                ) as server,
                 aiohttp.ClientSession() as http,
             ):
                 figures |= await run_phases(args, http, server, workdir)

@@ -69,7 +69,9 @@ class Server:
 
 
 @contextlib.asynccontextmanager
-async def serve(redis_url: str, max_calls: int, startup_timeout: float) -> AsyncIterator[Server]:
+async def serve(
+    redis_url: str, max_calls: int, startup_timeout: float, profile: Path | None = None
+) -> AsyncIterator[Server]:
     """One `voicebridge serve` (bench/pipeline.py starts it), Redis on `redis_url` under a
     prefix of its own, deleted afterwards."""
     sip_port = free_port()
@@ -83,7 +85,7 @@ async def serve(redis_url: str, max_calls: int, startup_timeout: float) -> Async
         "VOICEBRIDGE_REDIS_PREFIX": prefix,
     }  # fmt: skip
     try:
-        async with pipeline.serve(startup_timeout, settings) as served:
+        async with pipeline.serve(startup_timeout, settings, profile) as served:
             metrics = [f"{served.url}/metrics"]
             pid = served.process.pid
             yield Server(served.url, served.key, sip_port, served.process, [pid], metrics, [])
