@@ -31,8 +31,10 @@ from bridge.models import (
     ListenEngineConfig,
     Message,
     MessageType,
+    Metrics,
 )
 from bridge.store import Conflict, NotFound, Store, StoreError
+from bridge.store.conversations import new_message
 from bridge.store_writer import StoreWriter
 from bridge.voice_runtime import Models, VoiceRuntime
 from media.barge_in import BargeIn, BargeInConfig, Decision
@@ -428,18 +430,23 @@ class Session:
         interrupted: bool | None = None,
         meta: dict[str, Any] | None = None,
     ) -> None:
-        async def write() -> None:
-            message = await self._store.conversations.append_message(
-                self.id, kind, content, interrupted=interrupted, meta=meta
-            )
-            self._messages.append(message)
-            if kind == "agent":
-                metrics = conversation_metrics.compute(
-                    "active", None, self._messages, None, self._latencies
-                )
-                await self._store.conversations.update_metrics(self.id, metrics)
+        message = new_message(kind, content, interrupted=interrupted, meta=meta)
 
+        async def write() -> None:
+            await self._store.conversations.append(self.id, message)
+            self._messages.append(message)
+
+        async def write_metrics() -> None:
+            metrics = conversation_metrics.compute(
+                "active", None, self._messages, None, self._latencies
+            )
+            await self._store.conversations.update_metrics(self.id, metrics)
+
+        # Two writes, each retried alone: a retried append must not follow a metrics update
+        # that failed after the message had landed.
         self._writer.put(write)
+        if kind == "agent":
+            self._writer.put(write_metrics)
 
     def _store_event(
         self, event_type: str, data: Callable[[Conversation], events.ConversationRef]

@@ -28,6 +28,9 @@ from bridge.store.errors import Conflict, NotFound
 from bridge.store.pagination import decode_cursor, lex_range
 
 NODE_COMMANDS_KEPT = 1000
+RECENT_CHECKED = 16
+"""How far back `append` looks for the message it is given: a session's writer applies its
+writes in order, so a retried message can only be among the last few."""
 # Every conversation starts and ends here, whatever its channel and whoever ends it: this is
 # where its two INFO lines are written, once each.
 log = logging.getLogger("bridge.conversations")
@@ -53,6 +56,25 @@ class ConversationFilter:
 class EndResult:
     conversation: Conversation
     changed: bool
+
+
+def new_message(
+    message_type: MessageType,
+    content: str,
+    *,
+    interrupted: bool | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Message:
+    """A message stamped now, with its id: made when it is said, stored when Redis can."""
+    ms = clock.now_ms()
+    return Message(
+        id=ids.new_id(ids.MESSAGE, ms),
+        type=message_type,
+        content=content,
+        timestamp=clock.iso(ms),
+        interrupted=interrupted,
+        meta=meta,
+    )
 
 
 class Conversations(Part):
@@ -186,16 +208,14 @@ class Conversations(Part):
         interrupted: bool | None = None,
         meta: dict[str, Any] | None = None,
     ) -> Message:
+        message = new_message(message_type, content, interrupted=interrupted, meta=meta)
+        return await self.append(conversation_id, message)
+
+    async def append(self, conversation_id: str, message: Message) -> Message:
+        """Adds a message made earlier (its id and time are when it was said), once: applying
+        it again, as a writer does when Redis went away before the reply came, changes nothing."""
         key = self.keys.conversation(conversation_id)
-        ms = clock.now_ms()
-        message = Message(
-            id=ids.new_id(ids.MESSAGE, ms),
-            type=message_type,
-            content=content,
-            timestamp=clock.iso(ms),
-            interrupted=interrupted,
-            meta=meta,
-        )
+        messages_key = self.keys.messages(conversation_id)
 
         async def body(pipe: Pipeline) -> Message:
             conversation = await self._load_for_write(pipe, conversation_id)
@@ -204,8 +224,11 @@ class Conversations(Part):
                     "conversation_not_active",
                     f"conversation {conversation_id} is {conversation.status}",
                 )
+            recent = cast(list[str], await pipe.lrange(messages_key, -RECENT_CHECKED, -1))
+            if any(Message.model_validate_json(m).id == message.id for m in recent):
+                return message
             begin_writes(pipe)
-            pipe.rpush(self.keys.messages(conversation_id), message.model_dump_json())
+            pipe.rpush(messages_key, message.model_dump_json())
             self.queue_event(
                 pipe,
                 "message.received",

@@ -7,6 +7,8 @@ from aiohttp.test_utils import TestClient
 
 from bridge import clock, ids
 from bridge.store import Store
+from bridge.store.conversations import new_message
+from bridge.store_writer import StoreWriter
 
 Client = TestClient[Any, Any]
 
@@ -217,3 +219,36 @@ async def test_ending_as_resolved_is_believed_without_messages(
     assert fetched["metrics"]["resolution_status"] == "resolved"
     ended = [e for e in await _events(store) if e["event"] == "conversation.ended"]
     assert ended[0]["data"]["metrics"]["resolution_status"] == "resolved"
+
+
+async def test_a_message_whose_reply_was_lost_is_stored_once_when_retried(
+    app_client: Client, auth: dict[str, str], store: Store
+) -> None:
+    """Redis can apply a write and go away before its reply arrives; the writer then applies
+    the same message again, which must not say it twice nor announce it twice."""
+    agent_id = await _agent(app_client, auth)
+    cid = (await _conversation(app_client, auth, agent_id))["conversation_id"]
+    said = new_message("agent", "Hello! How can I help you today?")
+    replies_lost = 2
+
+    async def write() -> None:
+        nonlocal replies_lost
+        await store.conversations.append(cid, said)
+        if replies_lost:
+            replies_lost -= 1
+            raise ConnectionError("Connection closed by server.")
+
+    writer = StoreWriter("test", lambda _e: None)
+    writer.start()
+    writer.put(write)
+    writer.put(lambda: store.conversations.append_message(cid, "user", "hi"))
+    assert await writer.close(10)
+    assert writer.retries == 2
+    detail = await (await app_client.get(f"/v1/conversations/{cid}", headers=auth)).json()
+    assert [(m["id"], m["type"]) for m in detail["messages"]] == [
+        (said.id, "agent"),
+        (detail["messages"][1]["id"], "user"),
+    ]
+    assert detail["messages"][0]["timestamp"] == said.timestamp
+    kinds = [event["event"] for event in await _events(store)]
+    assert kinds == ["conversation.started", "message.received", "message.received"]
