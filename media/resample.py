@@ -12,6 +12,8 @@ Two forms, because latency and cost matter differently:
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import numpy.typing as npt
 import soxr
@@ -63,6 +65,19 @@ def low_pass() -> npt.NDArray[np.float64]:
     return h
 
 
+@functools.cache
+def _phases(up: bool) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The low-pass's even and odd phases, each scaled to its share of unity gain at DC; made
+    once per process, not once per call (the Kaiser window alone cost ~0.3 ms a call)."""
+    h = low_pass()
+    even, odd = h[0::2], h[1::2]
+    scale = 1.0 if up else 0.5
+    phases = (scale * even / even.sum(), scale * odd / odd.sum())
+    for phase in phases:
+        phase.flags.writeable = False
+    return phases
+
+
 class PolyphaseResampler:
     """2:1 or 1:2 conversion for live audio: any chunk size in, all of it out at once, from a
     FIR filter that keeps its history across chunks (so no look-ahead and no seam).
@@ -81,17 +96,14 @@ class PolyphaseResampler:
         self.in_rate = in_rate
         self.out_rate = out_rate
         self._up = out_rate > in_rate
-        h = low_pass()
-        even, odd = h[0::2], h[1::2]
         half = LOW_PASS_TAPS // 2
         self._half = half
+        self._even, self._odd = _phases(self._up)
         if in_rate == out_rate:
             self.delay = 0
         elif self._up:
-            self._even, self._odd = even / even.sum(), odd / odd.sum()
             self.delay = half
         else:
-            self._even, self._odd = 0.5 * even / even.sum(), 0.5 * odd / odd.sum()
             self.delay = half // 2
         history = half if self._up else 2 * half
         self._buffer: npt.NDArray[np.float64] = np.zeros(history)
