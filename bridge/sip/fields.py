@@ -5,9 +5,11 @@ delta-seconds, Session-Expires (RFC 4028), Event (RFC 6665). Each parser takes o
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 from bridge.sip.grammar import (
+    PARSED_KEPT,
     WSP,
     Params,
     SipParseError,
@@ -88,6 +90,7 @@ class Via:
         return replace(self, params=with_param(self.params, name, value))
 
 
+@functools.lru_cache(maxsize=PARSED_KEPT)
 def parse_via(text: str) -> Via:
     pos = skip_ws(text, 0)
     name, pos = read_token(text, pos)

@@ -19,6 +19,10 @@ WSP = " \t"
 _TOKEN = re.compile(f"[{re.escape(''.join(sorted(TOKEN_CHARS)))}]+")
 
 Params = tuple[tuple[str, str | None], ...]
+PARSED_KEPT = 4096
+"""How many parsed values the URI, name-addr and Via parsers remember: what they return is
+immutable, and the same From, To and Via text comes back several times in each message and in
+every message of a dialog (each message read them ~10 times over)."""
 
 
 class SipParseError(ValueError):

@@ -8,12 +8,14 @@ unchanged. Decoded values and the §19.1.4 comparison rules are separate accesso
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import string
 from dataclasses import dataclass, replace
 
 from bridge.sip.grammar import (
     ALPHANUM,
+    PARSED_KEPT,
     TOKEN_CHARS,
     WSP,
     Params,
@@ -151,6 +153,7 @@ class NameAddr:
         return replace(self, params=with_param(self.params, name, value))
 
 
+@functools.lru_cache(maxsize=PARSED_KEPT)
 def parse_uri(text: str) -> Uri:
     scheme, colon, rest = text.partition(":")
     if not colon or not scheme or not scheme[0].isalpha() or not _all_in(scheme, _SCHEME_CHARS):
@@ -165,6 +168,7 @@ def parse_uri(text: str) -> Uri:
     return AbsoluteUri(scheme=scheme, rest=rest)
 
 
+@functools.lru_cache(maxsize=PARSED_KEPT)
 def parse_name_addr(text: str) -> NameAddr:
     """name-addr or addr-spec, then header parameters, the whole of `text`."""
     pos = skip_ws(text, 0)
