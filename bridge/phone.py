@@ -251,7 +251,7 @@ class PhoneCall:
                 ),
             )
             self.conversation_id = conversation.conversation_id
-            session = await bridge.sessions.open(conversation.conversation_id)
+            session = await bridge.sessions.open_created(conversation, self.agent)
         except Exception:
             log.exception("call %s: the conversation could not start", call.call_id)
             await self._abandon()

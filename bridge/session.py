@@ -533,24 +533,27 @@ class Session:
         )
 
     async def _end_in_store(self, reason: str, already_ended: bool) -> Conversation | None:
+        def metrics_for(current: Conversation) -> Metrics:
+            status = current.status
+            if status == "active" and not already_ended:
+                status = lifecycle.status_for_end_reason(reason)
+                end_reason: str | None = reason
+            else:
+                end_reason = current.end_reason
+            return conversation_metrics.compute(
+                status, end_reason, self._messages, current.feedback, self._latencies
+            )
+
         backoff = 0.1
         deadline = time.monotonic() + self.config.write_timeout_s
         while True:
             try:
-                current = await self._store.conversations.get(self.id)
-                status = current.status
-                if status == "active" and not already_ended:
-                    status = lifecycle.status_for_end_reason(reason)
-                    end_reason: str | None = reason
-                else:
-                    end_reason = current.end_reason
-                metrics = conversation_metrics.compute(
-                    status, end_reason, self._messages, current.feedback, self._latencies
-                )
                 result = await self._store.conversations.end(
-                    self.id, reason=reason, metrics=metrics
+                    self.id, reason=reason, metrics=metrics_for
                 )
                 if not result.changed:
+                    # Ended before (through the API): the metrics are this session's own.
+                    metrics = metrics_for(result.conversation)
                     return await self._store.conversations.update_metrics(self.id, metrics)
                 return result.conversation
             except NotFound:

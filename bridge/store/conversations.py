@@ -4,7 +4,7 @@ the same MULTI/EXEC as the change itself."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -249,10 +249,11 @@ class Conversations(Part):
         reason: str,
         status: ConversationStatus | None = None,
         feedback: Feedback | None = None,
-        metrics: Metrics | None = None,
+        metrics: Metrics | Callable[[Conversation], Metrics] | None = None,
     ) -> EndResult:
         """End an active conversation once. Ending it again changes nothing and emits nothing,
-        except that feedback given later is kept when none was stored yet."""
+        except that feedback given later is kept when none was stored yet. `metrics` may be
+        computed from the conversation as stored (which saves its holder a read before)."""
         key = self.keys.conversation(conversation_id)
         target = status or lifecycle.status_for_end_reason(reason)
 
@@ -264,8 +265,10 @@ class Conversations(Part):
                     begin_writes(pipe)
                     pipe.set(key, current.model_dump_json())
                 return EndResult(current, changed=False)
-            final_metrics = metrics or await self._final_metrics(
-                pipe, current, target, reason, feedback
+            final_metrics = (
+                metrics(current)
+                if callable(metrics)
+                else metrics or await self._final_metrics(pipe, current, target, reason, feedback)
             )
             ended = current.model_copy(
                 update={

@@ -3,13 +3,18 @@ real LibriVox recording as RTP; the real voice models answer; the store is check
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from api.state import AppState
+from bridge.models import ConversationSettings
 from bridge.sip.useragent import UserAgent
+from bridge.store import Store
+from bridge.voice_runtime import VoiceRuntime
 from media.resample import resample
 from media.wer import word_error_rate
 from tests.e2e.conftest import StartUserAgent
@@ -203,3 +208,35 @@ async def test_a_caller_whose_audio_stops_is_hung_up_for_media_timeout(
     # A call lost to the network did not complete (bridge/lifecycle.py).
     assert conversation["status"] == "failed"
     assert ua.calls == []
+
+
+async def test_a_call_ended_through_the_api_before_its_session_started_still_ends(
+    voice_client: Client, store: Store, runtime: VoiceRuntime, auth: dict[str, str]
+) -> None:
+    """A call's session starts from the conversation the node just created, without reading it
+    back; an end command that the node read before that start must still end the session."""
+    await runtime.ready()
+    sessions = AppState.of(voice_client.app).voice.sessions
+    agent = await store.agents.get((await make_agent(voice_client, auth))["agent_id"])
+    conversation, _token = await store.conversations.create(
+        agent_id=agent.agent_id,
+        user_id="+15550100",
+        language=agent.language,
+        initial_context={},
+        settings=ConversationSettings(),
+        channel="phone",
+        node=sessions.node,
+    )
+    cid = conversation.conversation_id
+    ending = await voice_client.post(f"/v1/conversations/{cid}/end", headers=auth)
+    assert ending.status == 200, await ending.text()
+    for _ in range(100):
+        if cid in sessions._ended_unheld:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail("the node never read the end command")
+    session = await sessions.open_created(conversation, agent)
+    await asyncio.wait_for(session.ended.wait(), 10)
+    assert session.end_reason == "api_end"
+    assert not sessions.holds(cid)
