@@ -126,14 +126,7 @@ class Sessions:
         if holder is not None and holder != self.node and await self.store.nodes.alive(holder):
             raise HeldElsewhere(f"conversation {conversation_id} is held by {holder}")
         agent = await self.store.agents.get(conversation.agent_id)
-        models = await self.runtime.ready()
-        problem = self.runtime.voice_problem(agent.voice_type)
-        if problem is not None:
-            # Refused, not answered into silence: the conversation ends here and now.
-            await self.store.conversations.end(
-                conversation_id, reason="voice_unavailable", status="failed"
-            )
-            raise VoiceUnavailable(problem)
+        models = await self._models_for(conversation_id, agent)
         conversation = await self.store.conversations.claim(conversation_id, self.node)
         return self._begin(conversation, agent, models)
 
@@ -145,19 +138,24 @@ class Sessions:
         if conversation.node != self.node or not self.runtime.loaded:
             return await self.open(conversation.conversation_id)
         conversation_id = conversation.conversation_id
-        models = await self.runtime.ready()
-        problem = self.runtime.voice_problem(agent.voice_type)
-        if problem is not None:
-            await self.store.conversations.end(
-                conversation_id, reason="voice_unavailable", status="failed"
-            )
-            raise VoiceUnavailable(problem)
+        models = await self._models_for(conversation_id, agent)
         session = self._begin(conversation, agent, models)
         if conversation_id in self._ended_unheld:
             del self._ended_unheld[conversation_id]
             # Ended through the API between its creation and now: the command came first.
             self._carry_out({"command": "end", "conversation_id": conversation_id})
         return session
+
+    async def _models_for(self, conversation_id: str, agent: Agent) -> Models:
+        models = await self.runtime.ready()
+        problem = self.runtime.voice_problem(agent.voice_type)
+        if problem is not None:
+            # Refused, not answered into silence: the conversation ends here and now.
+            await self.store.conversations.end(
+                conversation_id, reason="voice_unavailable", status="failed"
+            )
+            raise VoiceUnavailable(problem)
+        return models
 
     def _begin(self, conversation: Conversation, agent: Agent, models: Models) -> Session:
         conversation_id = conversation.conversation_id
