@@ -35,7 +35,6 @@ import os
 import platform
 import re
 import secrets
-import shlex
 import sys
 import tempfile
 import time
@@ -51,6 +50,7 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.report import command_line, cpu_model, load_average, say
 from bridge import clock
 from bridge.redis_client import connect
 from bridge.store import Store
@@ -468,36 +468,6 @@ async def webhook_lag(
 
 
 # Reporting
-
-
-def say(text: str) -> None:
-    print(f"... {text}", file=sys.stderr, flush=True)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def load_average() -> str:
-    """Other work on the machine skews every figure here: report how busy it was."""
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "unknown"
-
-
-def command_line() -> str:
-    python = sys.executable
-    with contextlib.suppress(ValueError):
-        relative = os.path.relpath(python)
-        python = relative if not relative.startswith("..") else python
-    return shlex.join([python, *sys.argv])
 
 
 def report(args: argparse.Namespace, results: dict[str, Any], target: Target) -> dict[str, Any]:

@@ -30,7 +30,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.pipeline import load_average, percentile, say, serve
+from bench.pipeline import percentile, serve
+from bench.report import load_average, say
 from media.g711 import ulaw_decode
 from tests.ports import free_port
 

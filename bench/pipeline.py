@@ -32,7 +32,6 @@ import json
 import math
 import os
 import re
-import shlex
 import signal
 import subprocess
 import sys
@@ -50,6 +49,7 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.report import command_line, load_average, say
 from examples.ws_client import Samples, VoiceClient
 from media.resample import resample
 from media.wer import edit_distance, words
@@ -65,10 +65,6 @@ HISTOGRAMS = {
     "tts": "voicebridge_tts_piece_seconds",
 }
 EVENT_TIMEOUT = 60.0
-
-
-def say(text: str) -> None:
-    print(f"... {text}", file=sys.stderr, flush=True)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -386,15 +382,6 @@ async def run(
 
 
 # Reporting
-
-
-def command_line() -> str:
-    python = os.path.relpath(sys.executable)
-    return shlex.join([python if not python.startswith("..") else sys.executable, *sys.argv])
-
-
-def load_average() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def fmt(value: float) -> str:

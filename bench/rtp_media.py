@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import itertools
 import math
@@ -52,6 +51,9 @@ from typing import cast
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.report import cpu_model, load_average
 from bridge.frame_clock import PERIOD, FrameClock
 from bridge.sip.offer_answer import CODECS, Codec, NegotiatedMedia
 from bridge.sip.ports import RtpPorts
@@ -296,18 +298,6 @@ async def per_call_costs(codec: Codec, frames: int, rounds: int) -> dict[str, fl
         for name, seconds in spent.items():
             best[name] = min(best.get(name, math.inf), seconds / frames * 1e6)
     return best
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def parse_args() -> argparse.Namespace:

@@ -53,6 +53,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.pipeline import cpu_seconds
+from bench.report import cpu_model, load_average
 from bench.sip_servers import HOST, RTP_PORTS, Server, serve, serve_cluster
 from media.resample import resample
 from tests.ports import free_port
@@ -515,17 +516,6 @@ def parse_args() -> argparse.Namespace:
     # The server runs in a directory of its own.
     args.profile = args.profile.resolve() if args.profile else None
     return args
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 async def run_phases(
