@@ -216,6 +216,9 @@ class Conversations(Part):
         it again, as a writer does when Redis went away before the reply came, changes nothing."""
         key = self.keys.conversation(conversation_id)
         messages_key = self.keys.messages(conversation_id)
+        # Compact JSON escapes every quote inside a string, so this text can only be the id
+        # field itself: found without parsing the last messages on every append.
+        stored_id = f'"id":"{message.id}"'
 
         async def body(pipe: Pipeline) -> Message:
             conversation = await self._load_for_write(pipe, conversation_id)
@@ -225,7 +228,7 @@ class Conversations(Part):
                     f"conversation {conversation_id} is {conversation.status}",
                 )
             recent = cast(list[str], await pipe.lrange(messages_key, -RECENT_CHECKED, -1))
-            if any(Message.model_validate_json(m).id == message.id for m in recent):
+            if any(stored_id in m for m in recent):
                 return message
             begin_writes(pipe)
             pipe.rpush(messages_key, message.model_dump_json())
