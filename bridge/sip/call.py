@@ -56,8 +56,8 @@ from bridge.sip.transaction import (
     Peer,
     Send,
     ServerTransaction,
-    TransactionTable,
 )
+from bridge.sip.transaction_table import TransactionTable
 from bridge.sip.uri import NameAddr
 from bridge.sip.validate import SDP, response_to
 

@@ -55,8 +55,8 @@ from bridge.sip.transaction import (
     NonInviteServerTransaction,
     Peer,
     ServerTransaction,
-    TransactionTable,
 )
+from bridge.sip.transaction_table import TransactionTable
 from bridge.sip.transport import DEFAULT_PORT, SipTransport
 from bridge.sip.uri import NameAddr, SipUri
 from bridge.sip.validate import SDP, response_to

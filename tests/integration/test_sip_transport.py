@@ -17,8 +17,8 @@ from bridge.sip.transaction import (
     NonInviteServerTransaction,
     Peer,
     ServerTransaction,
-    TransactionTable,
 )
+from bridge.sip.transaction_table import TransactionTable
 from bridge.sip.transport import SipTransport, response_peer, stamp_via
 from bridge.sip.validate import response_to
 

@@ -19,11 +19,11 @@ from bridge.sip.transaction import (
     ServerTransaction,
     State,
     Transaction,
-    TransactionTable,
     make_ack,
     make_cancel,
     new_branch,
 )
+from bridge.sip.transaction_table import TransactionTable
 from bridge.sip.uri import parse_uri
 from bridge.sip.validate import response_to
 
