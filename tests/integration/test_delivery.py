@@ -26,6 +26,7 @@ from bridge.models import ConversationSettings, Webhook
 from bridge.redis_client import connect
 from bridge.settings import Settings
 from bridge.store import Store
+from bridge.store.deliveries import StreamEvent
 from bridge.store.keys import EVENTS_GROUP
 from tests.webhook_receiver import Received, Receiver, eventually
 
@@ -126,6 +127,29 @@ def status(code: int, **headers: str) -> Callable[[Received, int], Awaitable[web
         return web.Response(status=code, headers=headers)
 
     return respond
+
+
+async def test_events_that_arrive_while_the_fan_out_lingers_are_fanned_out_by_one_read(
+    store: Store, receiver: Receiver, workers: StartWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await hook(store, receiver, "/burst")
+    carried: list[int] = []
+    read = store.deliveries.read
+
+    async def counted(consumer: str, *, count: int, block_ms: int) -> list[StreamEvent]:
+        events = await read(consumer, count=count, block_ms=block_ms)
+        if events:
+            carried.append(len(events))
+        return events
+
+    monkeypatch.setattr(store.deliveries, "read", counted)
+    workers(tuning=replace(TUNING, linger=1.0))
+    await emit(store)
+    await receiver.wait_for(lambda: len(receiver.at("/burst")) == 1)
+    for _ in range(20):
+        await emit(store)
+    await receiver.wait_for(lambda: len(receiver.at("/burst")) == 21)
+    assert carried == [1, 20]
 
 
 async def test_event_is_delivered_signed_to_its_subscribers_only(
