@@ -119,8 +119,13 @@ def canonical_name(name: str) -> str:
     return _CANONICAL.get(name.lower(), name)
 
 
+_KEYS = {lower: canonical.lower() for lower, canonical in _CANONICAL.items()}
+
+
 def _key(name: str) -> str:
-    return canonical_name(name).lower()
+    """What rows named `name` are found by: the lower-case canonical name."""
+    lower = name.lower()
+    return _KEYS.get(lower, lower)
 
 
 def elements(name: str, value: str) -> list[str]:
@@ -134,14 +139,33 @@ class Headers:
     Values are raw text: one row of a list header may hold several elements (see `values`).
     """
 
-    __slots__ = ("_keys", "_rows")
+    __slots__ = ("_elements", "_index", "_keys", "_rows")
 
     def __init__(self, rows: Iterable[tuple[str, str]] = ()) -> None:
         self._rows: list[tuple[str, str]] = []
         # The lower-case canonical name of each row, so lookups need not recompute it.
         self._keys: list[str] = []
+        # Values by key, made at the first lookup after a change: a received message is read
+        # far more than it is changed (its checks, matching, dialog and answer looked up a
+        # header ~40 times, each a scan of every row).
+        self._index: dict[str, list[str]] | None = None
+        self._elements: dict[str, list[str]] = {}
         for name, value in rows:
             self.add(name, value)
+
+    def _changed(self) -> None:
+        self._index = None
+        if self._elements:
+            self._elements = {}
+
+    def _values_by_key(self) -> dict[str, list[str]]:
+        index = self._index
+        if index is None:
+            index = {}
+            for key, (_, value) in zip(self._keys, self._rows, strict=True):
+                index.setdefault(key, []).append(value)
+            self._index = index
+        return index
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._rows)
@@ -150,7 +174,7 @@ class Headers:
         return len(self._rows)
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and _key(name) in self._keys
+        return isinstance(name, str) and _key(name) in self._values_by_key()
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Headers) and self._rows == other._rows
@@ -162,28 +186,30 @@ class Headers:
 
     def get(self, name: str) -> str | None:
         """The raw value of the first row named `name`."""
-        key = _key(name)
-        for row_key, (_, value) in zip(self._keys, self._rows, strict=True):
-            if row_key == key:
-                return value
-        return None
+        found = self._values_by_key().get(_key(name))
+        return found[0] if found else None
 
     def get_all(self, name: str) -> list[str]:
         """The raw value of every row named `name`, in order."""
-        key = _key(name)
-        return [
-            value
-            for row_key, (_, value) in zip(self._keys, self._rows, strict=True)
-            if row_key == key
-        ]
+        return list(self._values_by_key().get(_key(name), ()))
 
     def count(self, name: str) -> int:
-        return self._keys.count(_key(name))
+        return len(self._values_by_key().get(_key(name), ()))
 
     def values(self, name: str) -> list[str]:
         """Every element of header `name`: rows of a list header split on top-level commas
         (empty elements kept, for the element parsers to refuse), other headers row by row."""
-        return [element for row in self.get_all(name) for element in elements(name, row)]
+        key = _key(name)
+        found = self._elements.get(key)
+        if found is None:
+            rows = self._values_by_key().get(key, ())
+            found = (
+                [element for row in rows for element in split_top_level(row)]
+                if key in _LIST_KEYS
+                else list(rows)
+            )
+            self._elements[key] = found
+        return list(found)
 
     def add(self, name: str, value: str) -> None:
         if not is_token(name):
@@ -193,6 +219,7 @@ class Headers:
         canonical = canonical_name(name)
         self._rows.append((canonical, value))
         self._keys.append(canonical.lower())
+        self._changed()
 
     def set(self, name: str, value: str) -> None:
         """Replace every row named `name` by one, where the first was (else at the end)."""
@@ -202,6 +229,7 @@ class Headers:
         self.add(name, value)
         self._rows.insert(index, self._rows.pop())
         self._keys.insert(index, self._keys.pop())
+        self._changed()
 
     def replace_first(self, name: str, value: str) -> None:
         """Replace the value of the first row named `name`, keeping the others."""
@@ -209,15 +237,18 @@ class Headers:
             raise ValueError(f"bad header {name!r}")
         index = self._keys.index(_key(name))
         self._rows[index] = (self._rows[index][0], value)
+        self._changed()
 
     def remove(self, name: str) -> None:
         key = _key(name)
         kept = [(k, row) for k, row in zip(self._keys, self._rows, strict=True) if k != key]
         self._keys = [k for k, _ in kept]
         self._rows = [row for _, row in kept]
+        self._changed()
 
     def copy(self) -> Headers:
         copied = Headers()
         copied._rows = list(self._rows)
         copied._keys = list(self._keys)
+        copied._changed()
         return copied

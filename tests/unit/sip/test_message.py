@@ -123,6 +123,25 @@ def test_headers_multimap() -> None:
         headers.add("X-Inject", "a\r\nVia: evil")
 
 
+def test_lookups_see_every_change_made_after_them() -> None:
+    headers = Headers([("Via", "a, b"), ("Contact", "<sip:1@h>")])
+    returned = headers.values("Via")
+    returned.append("not stored")
+    assert headers.values("Via") == ["a", "b"] and headers.get("Route") is None
+    headers.add("v", "c")
+    assert headers.values("Via") == ["a", "b", "c"] and headers.count("Via") == 2
+    headers.replace_first("Via", "z")
+    assert headers.get_all("Via") == ["z", "c"] and headers.values("via") == ["z", "c"]
+    headers.set("Route", "<sip:r@h;lr>")
+    assert headers.get("Route") == "<sip:r@h;lr>" and "route" in headers
+    headers.remove("Via")
+    assert headers.values("Via") == [] and headers.get("Via") is None and "Via" not in headers
+    copied = headers.copy()
+    copied.add("Contact", "<sip:2@h>")
+    assert headers.values("m") == ["<sip:1@h>"]
+    assert copied.values("m") == ["<sip:1@h>", "<sip:2@h>"]
+
+
 def test_list_headers_split_outside_quotes_and_angles() -> None:
     headers = Headers(
         [
