@@ -21,6 +21,7 @@ from api.metrics import ApiMetrics
 from api.state import AppState
 from api.voice import VoiceService
 from bridge import clock, recordings, sweeper
+from bridge.agent_directory import AgentDirectory
 from bridge.cluster import registry
 from bridge.embedded_redis import EmbeddedRedis
 from bridge.models import NodeRecord
@@ -148,7 +149,8 @@ async def serve(settings: Settings) -> None:
                     f"cannot listen on {where} ({names}): {exc.strerror or exc}"
                 ) from None
         voice = AppState.of(app).voice
-        phone = user_agent(settings, store, voice.sessions, voice.clock)
+        directory = AgentDirectory(store)
+        phone = user_agent(settings, store, voice.sessions, voice.clock, directory)
         if settings.preload_models:
             phone.not_ready = "speech models loading"
         try:
@@ -197,6 +199,7 @@ async def serve(settings: Settings) -> None:
             )
 
         workers.append(loop.create_task(registry.keep_recorded(store, describe)))
+        workers.append(loop.create_task(directory.run(), name="agent directory"))
         metrics.node_calls.labels(settings.node_id).set_function(lambda: len(phone.calls))
         metrics.node_max_calls.labels(settings.node_id).set(settings.sip_max_calls)
         if settings.preload_models:

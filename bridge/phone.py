@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from bridge.agent_directory import AgentDirectory
 from bridge.frame_clock import FrameClock
 from bridge.models import Agent, CallDetails, ConversationSettings
 from bridge.session import HandoffOutcome, Session
@@ -33,7 +34,7 @@ from bridge.sip.ports import RtpPorts
 from bridge.sip.rtp import CallMedia, MediaConfig
 from bridge.sip.uri import NameAddr, SipUri, TelUri
 from bridge.sip.useragent import UserAgent, UserAgentConfig
-from bridge.store import NotFound, Store
+from bridge.store import Store
 from media.frames import PIPELINE_RATE, Pcm16, samples_per_frame
 
 log = logging.getLogger(__name__)
@@ -132,8 +133,10 @@ class PhoneBridge:
         clock: FrameClock,
         ports: RtpPorts,
         config: PhoneConfig,
+        directory: AgentDirectory,
     ) -> None:
         self.store = store
+        self.directory = directory
         self.sessions = sessions
         self.clock = clock
         self.ports = ports
@@ -162,16 +165,15 @@ class PhoneBridge:
 
     async def _agent_for(self, number: str | None) -> Agent | None:
         for spelling in _spellings(number) if number else []:
-            agent = await self.store.agents.for_number(spelling)
+            agent = await self.directory.for_number(spelling)
             if agent is not None:
                 return agent
         if self.config.default_agent_id is None:
             return None
-        try:
-            return await self.store.agents.get(self.config.default_agent_id)
-        except NotFound:
+        agent = await self.directory.get(self.config.default_agent_id)
+        if agent is None:
             log.warning("default agent %s does not exist", self.config.default_agent_id)
-            return None
+        return agent
 
     def spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.get_running_loop().create_task(coroutine, name=name)
@@ -314,9 +316,15 @@ class PhoneCall:
 
 
 def user_agent(
-    settings: Settings, store: Store, sessions: Sessions, clock: FrameClock
+    settings: Settings,
+    store: Store,
+    sessions: Sessions,
+    clock: FrameClock,
+    directory: AgentDirectory | None = None,
 ) -> UserAgent:
-    """The SIP user agent that answers calls for `sessions`, configured by `settings`."""
+    """The SIP user agent that answers calls for `sessions`, configured by `settings`; it finds
+    agents through `directory` (kept in memory while its `run` runs; by default one that reads
+    Redis on every call)."""
     bridge = PhoneBridge(
         store,
         sessions,
@@ -333,6 +341,7 @@ def user_agent(
             record_calls=settings.record_phone_calls,
             media=MediaConfig(inactivity_timeout_s=settings.rtp_inactivity_timeout),
         ),
+        directory or AgentDirectory(store),
     )
     return UserAgent(
         bridge,

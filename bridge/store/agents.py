@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
+import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
 from bridge import clock, ids
 from bridge.models import WITH_SECRETS, Agent, DialogEngineConfig
 from bridge.store.base import Page, Part, begin_writes, parse_records, read_record
 from bridge.store.errors import Conflict, NotFound
+from bridge.store.keys import Keys
 from bridge.store.pagination import decode_cursor, lex_range
 
 # Per engine type: its secret and the endpoint the secret is sent to.
@@ -39,6 +42,17 @@ def _number_taken(number: str, owner: str) -> Conflict:
 
 
 class Agents(Part):
+    """Every change is announced on `keys.agents_changed` in its own transaction, and to this
+    process's `watchers` once it is stored, so that copies kept of agents can be dropped."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+        super().__init__(redis, keys)
+        self.watchers: list[Callable[[], None]] = []
+
+    def _changed(self) -> None:
+        for watcher in self.watchers:
+            watcher()
+
     async def create(self, fields: dict[str, Any]) -> Agent:
         ms = clock.now_ms()
         now = clock.iso(ms)
@@ -54,9 +68,12 @@ class Agents(Part):
                     self.keys.phone_numbers,
                     mapping=dict.fromkeys(agent.phone_numbers, agent.agent_id),
                 )
+            pipe.publish(self.keys.agents_changed, agent.agent_id)
             return agent
 
-        return await self.transact([self.keys.phone_numbers], body)
+        created = await self.transact([self.keys.phone_numbers], body)
+        self._changed()
+        return created
 
     async def _check_numbers(self, pipe: Pipeline, numbers: list[str], agent_id: str) -> None:
         if not numbers:
@@ -104,9 +121,12 @@ class Agents(Part):
                     self.keys.phone_numbers,
                     mapping=dict.fromkeys(updated.phone_numbers, agent_id),
                 )
+            pipe.publish(self.keys.agents_changed, agent_id)
             return updated
 
-        return await self.transact([key, self.keys.phone_numbers], body)
+        result = await self.transact([key, self.keys.phone_numbers], body)
+        self._changed()
+        return result
 
     async def delete(self, agent_id: str) -> None:
         key = self.keys.agent(agent_id)
@@ -118,8 +138,10 @@ class Agents(Part):
             pipe.zrem(self.keys.agents, agent_id)
             if agent.phone_numbers:
                 pipe.hdel(self.keys.phone_numbers, *agent.phone_numbers)
+            pipe.publish(self.keys.agents_changed, agent_id)
 
         await self.transact([key, self.keys.phone_numbers], body)
+        self._changed()
 
     async def for_number(self, number: str) -> Agent | None:
         """The agent a dialed number routes to, if any."""

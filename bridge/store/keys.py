@@ -51,6 +51,11 @@ class Keys:
     def phone_numbers(self) -> str:
         return f"{self.prefix}:phone"
 
+    @property
+    def agents_changed(self) -> str:
+        """The pub/sub channel every change to an agent or its numbers is announced on."""
+        return f"{self.prefix}:agents:changed"
+
     def conversation(self, conversation_id: str) -> str:
         return f"{self.prefix}:conv:{conversation_id}"
 
