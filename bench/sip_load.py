@@ -309,6 +309,8 @@ class SetupStep:
     failed: int
     seconds: float
     ok: bool
+    cpu_ms_per_call: float | None
+    """The server's CPU time over the step (all its threads) per call set up and ended."""
 
 
 async def setup_steps(
@@ -318,6 +320,7 @@ async def setup_steps(
     workdir: Path,
     scenario: Path | str = "uac",
     extra: tuple[str, ...] = (),
+    server: Server | None = None,
 ) -> list[SetupStep]:
     """`scenario`: SIPp's built-in `uac` by default, which ignores Record-Route; through
     Kamailio a scenario that honours it (call_caller_hangup with no pause: the same messages)."""
@@ -325,6 +328,7 @@ async def setup_steps(
     for rate in args.setup_rates:
         calls = round(rate * args.setup_seconds)
         started = time.monotonic()
+        cpu_before = server.cpu() if server is not None else 0.0
         result: SippResult = await run_sipp(
             SippOptions(
                 scenario,
@@ -341,19 +345,32 @@ async def setup_steps(
             workdir=workdir / f"setup-{target}-{rate:g}",
         )
         seconds = time.monotonic() - started
+        cpu_ms = (
+            1000 * (server.cpu() - cpu_before) / result.successful_calls
+            if server is not None and result.successful_calls
+            else None
+        )
         # Kept up: every call set up, and no backlog (SIPp's start and the last call's BYE
         # take a fraction of a second on top of the calls' own span).
         kept_up = seconds <= args.setup_seconds * 1.1 + 1.0
         ok = result.ok and result.successful_calls == calls and not result.timed_out and kept_up
         steps.append(
             SetupStep(
-                target, rate, calls, result.successful_calls, result.failed_calls, seconds, ok
+                target,
+                rate,
+                calls,
+                result.successful_calls,
+                result.failed_calls,
+                seconds,
+                ok,
+                cpu_ms,
             )
         )
         say(
             f"  {target:6s} -r {rate:6g}/s: {result.successful_calls}/{calls} calls ok, "
             f"{result.failed_calls} failed, {seconds:5.1f} s "
             f"({result.successful_calls / seconds:6.1f} calls/s overall)"
+            + ("" if cpu_ms is None else f", server CPU {cpu_ms:.2f} ms/call")
             + ("" if ok else "  <- failed calls or fell behind")
         )
         if not ok:
@@ -372,6 +389,7 @@ async def setup_phase(
         workdir,
         scenario_path("call_caller_hangup") if through_kamailio else "uac",
         ("-d", "0") if through_kamailio else (),
+        server,
     )
     await wait_for_sessions(http, server, 0, 60)
     uas_port = free_port()
