@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import re
 import signal
@@ -205,6 +206,7 @@ async def serve(settings: Settings) -> None:
         if settings.preload_models:
             workers.append(loop.create_task(preload(voice.runtime, phone, settings.node_id)))
         else:
+            freeze_startup_objects()
             log.info(
                 "node %s ready: speech models load on the first conversation", settings.node_id
             )
@@ -251,9 +253,19 @@ async def preload(runtime: VoiceRuntime, phone: UserAgent, node: str) -> None:
         phone.not_ready = "speech models failed to load"
         return
     phone.not_ready = None
+    freeze_startup_objects()
     print("speech models loaded", flush=True)
     voices = ", ".join(f"{name} {state}" for name, state in runtime.voices().items())
     log.info("node %s ready: taking calls (voices: %s)", node, voices)
+
+
+def freeze_startup_objects() -> None:
+    """Keep what start-up made (modules, schemas, models, caches) out of every later garbage
+    collection: they live as long as the process, and a full collection walked all of them on
+    the event loop, an 81 ms stall of every call's audio under 200 media calls (gc.callbacks
+    timing, issue 11). Collections then walk only what calls made since."""
+    gc.collect()
+    gc.freeze()
 
 
 async def cancel_all(tasks: list[asyncio.Task[None]], grace: float) -> None:
