@@ -3,9 +3,7 @@
 Every session may have at most one job running; its further jobs wait in its own queue, and
 sessions take turns (round robin), so one caller's long utterance cannot starve the others.
 Urgent jobs (final transcripts, speech) go before background ones (partial transcripts) that
-may be skipped entirely when the pool is busy: every session's urgent jobs before any session's
-background one, since a partial that took a freed worker in its session's turn made another
-caller's final wait for it.
+may be skipped entirely when the pool is busy.
 """
 
 from __future__ import annotations
@@ -34,13 +32,11 @@ class _Lane:
     background: deque[_Job] = field(default_factory=deque)
     running: bool = False
 
-    def pop(self, *, urgent: bool) -> _Job | None:
-        """The next job of that kind not cancelled meanwhile."""
-        queue = self.urgent if urgent else self.background
-        while queue:
-            job = queue.popleft()
-            if not job.future.cancelled():
-                return job
+    def pop(self) -> _Job | None:
+        if self.urgent:
+            return self.urgent.popleft()
+        if self.background:
+            return self.background.popleft()
         return None
 
 
@@ -87,23 +83,23 @@ class InferencePool:
             del self._lanes[session]
 
     def _dispatch(self) -> None:
-        for urgent in (True, False):
-            for session in list(self._lanes):
-                if self._running >= self.workers:
-                    return
-                lane = self._lanes.get(session)
-                if lane is None or lane.running:
-                    continue
-                job = lane.pop(urgent=urgent)
-                if job is None:
-                    if not lane.urgent and not lane.background:
-                        del self._lanes[session]
-                    continue
-                # Round robin: the session that just got a worker goes to the back.
-                self._lanes.move_to_end(session)
-                lane.running = True
-                self._running += 1
-                self._start(session, lane, job)
+        for session in list(self._lanes):
+            if self._running >= self.workers:
+                return
+            lane = self._lanes[session]
+            if lane.running:
+                continue
+            job = lane.pop()
+            while job is not None and job.future.cancelled():
+                job = lane.pop()
+            if job is None:
+                del self._lanes[session]
+                continue
+            # Round robin: the session that just got a worker goes to the back.
+            self._lanes.move_to_end(session)
+            lane.running = True
+            self._running += 1
+            self._start(session, lane, job)
 
     def _start(self, session: str, lane: _Lane, job: _Job) -> None:
         loop = asyncio.get_running_loop()

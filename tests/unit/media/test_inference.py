@@ -61,19 +61,6 @@ async def test_background_work_is_refused_when_busy() -> None:
     pool.shutdown()
 
 
-async def test_every_sessions_urgent_jobs_go_before_any_background_one() -> None:
-    pool = InferencePool(3)
-    log: list[str] = []
-    first = pool.submit("a", _job(log, "final a", 0.1))  # type: ignore[arg-type]
-    # Queued behind a's running job, while a worker was free for it.
-    partial = pool.submit("a", _job(log, "partial a"), urgent=False)  # type: ignore[arg-type]
-    others = [pool.submit(s, _job(log, f"final {s}", 0.3)) for s in "bc"]  # type: ignore[arg-type]
-    late = pool.submit("d", _job(log, "final d"))  # type: ignore[arg-type]
-    await asyncio.gather(first, partial, late, *others)
-    assert log.index("start final d") < log.index("start partial a")
-    pool.shutdown()
-
-
 async def test_urgent_jobs_go_first_and_drop_cancels_queued() -> None:
     pool = InferencePool(1)
     log: list[str] = []
