@@ -242,6 +242,9 @@ async def delete_prefix(url: str, prefix: str) -> None:
         await client.aclose()
 
 
+READY_TIMEOUT_S = 180.0
+
+
 class Api:
     def __init__(self, session: aiohttp.ClientSession, target: Target) -> None:
         self.session = session
@@ -258,6 +261,18 @@ class Api:
             if response.status != expect:
                 return f"HTTP {response.status}", body
             return None, json.loads(body) if body else None
+
+    async def ready(self, timeout: float) -> None:
+        """Wait for /readyz to say 200: a server that preloads its speech models says 503
+        until they are loaded."""
+        deadline = time.monotonic() + timeout
+        while True:
+            error, body = await self.call("GET", "/readyz")
+            if error is None:
+                return
+            if time.monotonic() > deadline:
+                raise SystemExit(f"GET /readyz: {error} after {timeout:.0f} s: {body[:300]!r}")
+            await asyncio.sleep(0.5)
 
     async def must(self, method: str, path: str, json_body: Any = None, expect: int = 200) -> Any:
         error, body = await self.call(method, path, json_body, expect)
@@ -333,7 +348,7 @@ async def run(args: argparse.Namespace, target: Target) -> dict[str, Any]:
     try:
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
             api = Api(session, target)
-            await api.must("GET", "/readyz")
+            await api.ready(READY_TIMEOUT_S)
             agent = await api.must("POST", "/v1/agents", {"name": "Bench agent"}, 201)
             conversations: list[str] = []
 
