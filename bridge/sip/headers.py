@@ -130,7 +130,11 @@ def _key(name: str) -> str:
 
 def elements(name: str, value: str) -> list[str]:
     """One row's elements: split on top-level commas when `name` is a list header."""
-    return split_top_level(value) if _key(name) in _LIST_KEYS else [value]
+    return _elements_by_key(_key(name), value)
+
+
+def _elements_by_key(key: str, value: str) -> list[str]:
+    return split_top_level(value) if key in _LIST_KEYS else [value]
 
 
 class Headers:
@@ -203,11 +207,7 @@ class Headers:
         found = self._elements.get(key)
         if found is None:
             rows = self._values_by_key().get(key, ())
-            found = (
-                [element for row in rows for element in split_top_level(row)]
-                if key in _LIST_KEYS
-                else list(rows)
-            )
+            found = [element for row in rows for element in _elements_by_key(key, row)]
             self._elements[key] = found
         return list(found)
 
