@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, cast
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
@@ -14,6 +14,8 @@ from bridge.store.base import Page, Part, begin_writes, parse_records, read_reco
 from bridge.store.errors import Conflict, NotFound
 from bridge.store.keys import Keys
 from bridge.store.pagination import decode_cursor, lex_range
+
+R = TypeVar("R")
 
 # Per engine type: its secret and the endpoint the secret is sent to.
 _SECRETS = {"openai": ("api_key", "base_url"), "webhook": ("secret", "url")}
@@ -49,9 +51,13 @@ class Agents(Part):
         super().__init__(redis, keys)
         self.watchers: list[Callable[[], None]] = []
 
-    def _changed(self) -> None:
+    async def _change(self, watch: list[str], body: Callable[[Pipeline], Awaitable[R]]) -> R:
+        """`transact`, then tell the watchers; `body` publishes on `agents_changed` itself,
+        inside the transaction."""
+        result = await self.transact(watch, body)
         for watcher in self.watchers:
             watcher()
+        return result
 
     async def create(self, fields: dict[str, Any]) -> Agent:
         ms = clock.now_ms()
@@ -71,9 +77,7 @@ class Agents(Part):
             pipe.publish(self.keys.agents_changed, agent.agent_id)
             return agent
 
-        created = await self.transact([self.keys.phone_numbers], body)
-        self._changed()
-        return created
+        return await self._change([self.keys.phone_numbers], body)
 
     async def _check_numbers(self, pipe: Pipeline, numbers: list[str], agent_id: str) -> None:
         if not numbers:
@@ -124,9 +128,7 @@ class Agents(Part):
             pipe.publish(self.keys.agents_changed, agent_id)
             return updated
 
-        result = await self.transact([key, self.keys.phone_numbers], body)
-        self._changed()
-        return result
+        return await self._change([key, self.keys.phone_numbers], body)
 
     async def delete(self, agent_id: str) -> None:
         key = self.keys.agent(agent_id)
@@ -140,8 +142,7 @@ class Agents(Part):
                 pipe.hdel(self.keys.phone_numbers, *agent.phone_numbers)
             pipe.publish(self.keys.agents_changed, agent_id)
 
-        await self.transact([key, self.keys.phone_numbers], body)
-        self._changed()
+        await self._change([key, self.keys.phone_numbers], body)
 
     async def for_number(self, number: str) -> Agent | None:
         """The agent a dialed number routes to, if any."""
